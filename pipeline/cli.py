@@ -1,0 +1,211 @@
+"""The ``swallow`` command line: run a pipeline, run one stage, verify a run, print its stats.
+
+Every stage type is also a subcommand (``swallow lint_filter --input ... --output ...``) whose options are the
+stage's config keys, generated from the stage class, so ``--help`` always matches what the config accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import ConfigError, load_config
+from pipeline.source import SOURCES
+from pipeline.stage import REGISTRY
+
+EPILOG = """examples:
+  swallow run configs/demo_code.yaml --output runs/demo
+  swallow run configs/swallow_code.yaml --set source.paths=[data/*.parquet] --set stages.lint_filter.min_score=8
+  swallow syntax_filter --input corpus.parquet --output runs/syntax
+  swallow verify runs/demo
+  swallow stats runs/demo --json
+"""
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The ``#:`` comments above each field of a pydantic class and its bases (used as --help text)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        pending: list[str] = []
+        for line in lines:
+            s = line.strip()
+            if s.startswith("#:"):
+                pending.append(s[2:].strip())
+                continue
+            m = re.match(r"(\w+)\s*:", s)
+            if m and pending:
+                docs[m.group(1)] = " ".join(pending)
+            pending = []
+    return docs
+
+
+def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    docs = field_docs(cls)
+    for name, field in cls.model_fields.items():
+        if name in ("paths",):
+            continue
+        default = field.default if field.default is not None else None
+        help_text = docs.get(name, "")
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{prefix}{name}", default=None,
+                            metavar="VALUE", help=f"{help_text} (default: {default!r})".strip())
+
+
+def cmd_run(args) -> int:
+    cfg = load_config(args.config, args.set)
+    from pipeline.ledger import format_stats
+    from pipeline.runner import run_pipeline
+
+    run_dir = args.output or str(Path("runs") / Path(args.config).stem)
+    summary = run_pipeline(cfg, run_dir, progress=not args.no_progress,
+                           export=False if args.no_export else None)
+    print(format_stats(summary))
+    print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
+    return 0
+
+
+def cmd_stage(args) -> int:
+    """Run one stage alone: a source over ``--input`` then the stage."""
+    stage_cls = REGISTRY[args.stage_type]
+    source_type = args.source or ("records" if all(_is_records(p) for p in args.input) else "code")
+    stage = {"type": args.stage_type}
+    for name in stage_cls.model_fields:
+        value = getattr(args, f"opt_{name}", None)
+        if value is not None:
+            stage[name] = yaml.safe_load(value)
+    raw = {"kind": args.kind, "source": {"type": source_type, "paths": args.input},
+           "stages": [stage], "export": {"enabled": False}}
+    if args.ray_cpus:
+        raw["ray"] = {"num_cpus": args.ray_cpus}
+    cfg = load_config(None, args.set, raw=raw)
+    from pipeline.ledger import format_stats
+    from pipeline.runner import run_pipeline
+
+    print(format_stats(run_pipeline(cfg, args.output, progress=not args.no_progress)))
+    return 0
+
+
+def _is_records(path: str) -> bool:
+    """A directory of our own Parquet shards (e.g. ``RUN/stages/NN-x/kept``)."""
+    p = Path(path)
+    if p.is_dir():
+        files = list(p.glob("*.parquet"))
+        if files:
+            import pyarrow.parquet as pq
+
+            return "id" in pq.ParquetFile(files[0]).schema_arrow.names
+    return False
+
+
+def cmd_verify(args) -> int:
+    from pipeline.ledger import verify
+
+    problems = verify(args.run_dir)
+    if problems:
+        for p in problems:
+            print(f"FAIL {p}", file=sys.stderr)
+        print(f"verify: {len(problems)} problem(s) in {args.run_dir}", file=sys.stderr)
+        return 1
+    from pipeline.ledger import collect_stats
+
+    st = collect_stats(args.run_dir)["stages"]
+    print(f"verify: OK: {len(st)} stages; every input id is kept or rejected exactly once "
+          f"({st[0]['in']:,} records in, {st[-1]['kept']:,} kept at the end)")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from pipeline.ledger import collect_stats, format_stats
+
+    stats = collect_stats(args.run_dir)
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        print(format_stats(stats))
+    if args.plot:
+        from pipeline.plots import plot_funnel
+
+        plot_funnel(stats, args.plot)
+        print(f"funnel plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import stages  # noqa: F401  (registers stage types)
+
+    p = argparse.ArgumentParser(prog="swallow", description="Build SwallowCode/SwallowMath-style pre-training "
+                                "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a whole pipeline from a YAML config",
+                       description="Run every stage of CONFIG in order on Ray (embedded local Ray unless "
+                       "RAY_ADDRESS is set or ray.address is configured). Rerunning into the same --output "
+                       "skips finished shards and redoes partial ones.")
+    r.add_argument("config", help="pipeline YAML (see configs/)")
+    r.add_argument("--output", "-o", help="run directory (default: runs/<config name>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. stages.lint_filter.min_score=8 or ray.num_cpus=4 (repeatable)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-export", action="store_true", help="skip writing RUN/dataset after the stages")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="check a run's ledger: every input id kept or rejected exactly once",
+                       description="Re-read every shard of RUN_DIR and check counts and ids stage by stage; "
+                       "exit 1 naming each stage/shard that violates the ledger.")
+    v.add_argument("run_dir")
+    v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("stats", help="per-stage counts, rejection reasons, bytes and time of a run")
+    s.add_argument("run_dir")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--plot", metavar="PNG", help="also draw the per-stage funnel into this PNG")
+    s.set_defaults(func=cmd_stats)
+
+    for type_name, cls in sorted(REGISTRY.items()):
+        doc = (cls.__doc__ or "").strip()
+        sp = sub.add_parser(type_name, help=doc.splitlines()[0] if doc else type_name, description=doc,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--input", "-i", nargs="+", required=True,
+                        help="input files/directories/globs (raw corpus, or a directory of a run's shards)")
+        sp.add_argument("--output", "-o", required=True, help="run directory to write")
+        sp.add_argument("--kind", default="code", choices=["code", "web"], help="dataset kind (default: code)")
+        sp.add_argument("--source", choices=sorted(SOURCES), help="how to read --input (default: guessed)")
+        sp.add_argument("--ray-cpus", type=int, help="logical CPUs of the embedded Ray (default: the machine's)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any key, e.g. source.content_column=code")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        group = sp.add_argument_group(f"{type_name} options")
+        add_component_options(group, cls, prefix="opt_")
+        sp.set_defaults(func=cmd_stage, stage_type=type_name)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

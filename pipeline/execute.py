@@ -1,0 +1,208 @@
+"""Turn one input shard into kept/rejected/stats files and a marker (runs inside a worker).
+
+The only place rows move between files. It checks the ledger before anything is written: rows in equals kept
+plus rejected, and the ids of the outputs are exactly the ids of the input.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.records import check_schema, conform, empty_table
+from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, write_json, write_parquet
+from pipeline.stage import Stage, Verdict
+
+
+class LedgerError(AssertionError):
+    """Rows were lost or duplicated: a bug, never a data problem."""
+
+
+def text_bytes(table: pa.Table) -> int:
+    if "text" not in table.column_names or len(table) == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column("text").cast(pa.string()))).as_py() or 0)
+
+
+def safe_process(stage: Stage, batch: pa.Table) -> Verdict:
+    """Run ``stage.process``; if the batch raises, retry row by row and reject only the rows that raise."""
+    try:
+        verdict = stage.process(batch)
+        verdict.check(len(batch), stage.name)
+        return verdict
+    except AssertionError:
+        raise
+    except Exception:  # noqa: BLE001 - isolated per row below
+        if len(batch) == 1:
+            import sys
+
+            exc = sys.exc_info()[1]
+            return Verdict(
+                reasons=[f"error:{type(exc).__name__}"],
+                details=["".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]],
+            )
+    verdicts = [safe_process(stage, batch.slice(i, 1)) for i in range(len(batch))]
+    return merge_verdicts(verdicts)
+
+
+def merge_verdicts(verdicts: list[Verdict]) -> Verdict:
+    reasons: list = []
+    details: list = []
+    side: list = []
+    counters: Counter = Counter()
+    names = {k for v in verdicts for k in v.columns}
+    columns: dict[str, list] = {k: [] for k in names}
+    for v in verdicts:
+        n = len(v.reasons)
+        reasons += v.reasons
+        details += v.details if v.details is not None else [None] * n
+        side += v.side if v.side is not None else [None] * n
+        counters.update(v.counters)
+        for k in names:
+            col = v.columns.get(k)
+            columns[k] += col.to_pylist() if isinstance(col, pa.Array | pa.ChunkedArray) else (col or [None] * n)
+    return Verdict(reasons, columns, details, side if any(s is not None for s in side) else None, dict(counters))
+
+
+def apply_verdict(batch: pa.Table, verdict: Verdict, stage_name: str) -> tuple[pa.Table, pa.Table, list]:
+    """Add the verdict's columns to ``batch`` and split it into (kept, rejected, kept side values)."""
+    for name, col in verdict.columns.items():
+        arr = col if isinstance(col, pa.Array | pa.ChunkedArray) else pa.array(col)
+        if name in batch.column_names:
+            batch = batch.set_column(batch.column_names.index(name), name, arr)
+        else:
+            batch = batch.append_column(name, arr)
+    is_kept = pa.array([r is None for r in verdict.reasons], pa.bool_())
+    kept = batch.filter(is_kept)
+    rej_idx = [i for i, r in enumerate(verdict.reasons) if r is not None]
+    rejected = batch.take(pa.array(rej_idx, pa.int64()))
+    rejected = rejected.append_column("reason", pa.array([verdict.reasons[i] for i in rej_idx], pa.string()))
+    rejected = rejected.append_column("stage", pa.array([stage_name] * len(rej_idx), pa.string()))
+    details = verdict.details or [None] * len(verdict.reasons)
+    rejected = rejected.append_column("detail", pa.array([details[i] for i in rej_idx], pa.string()))
+    side = [verdict.side[i] for i, r in enumerate(verdict.reasons) if r is None] if verdict.side else []
+    return kept, rejected, side
+
+
+def concat(parts: list[pa.Table], empty: pa.Table) -> pa.Table:
+    parts = [p for p in parts if p.num_columns]
+    if not parts:
+        return empty
+    return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+
+
+def finish_shard(
+    stage_dir: StageDir,
+    shard: str,
+    stage_name: str,
+    kept: pa.Table,
+    rejected: pa.Table,
+    n_in: int,
+    input_ids: list[str] | None,
+    extra: dict[str, Any],
+    t0: float,
+) -> dict:
+    """Check the ledger for one shard, then write kept, rejected, stats and (last) the marker."""
+    kept_ids = kept.column("id").to_pylist() if len(kept) else []
+    rej_ids = rejected.column("id").to_pylist() if len(rejected) else []
+    if len(kept_ids) + len(rej_ids) != n_in:
+        raise LedgerError(f"{stage_name}/{shard}: {n_in} rows in, {len(kept_ids)} kept + {len(rej_ids)} rejected")
+    out_ids = kept_ids + rej_ids
+    if len(set(out_ids)) != len(out_ids):
+        raise LedgerError(f"{stage_name}/{shard}: duplicate ids in the output")
+    if input_ids is not None and set(out_ids) != set(input_ids):
+        raise LedgerError(f"{stage_name}/{shard}: output ids differ from input ids")
+    write_parquet(stage_dir.file(KEPT, shard), kept)
+    write_parquet(stage_dir.file(REJECTED, shard), rejected)
+    reasons = Counter(rejected.column("reason").to_pylist()) if len(rejected) else Counter()
+    stats = {
+        "stage": stage_name,
+        "shard": shard,
+        "in": n_in,
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "reasons": dict(sorted(reasons.items())),
+        "bytes_kept": text_bytes(kept),
+        "bytes_rejected": text_bytes(rejected),
+        "wall_s": round(time.time() - t0, 3),
+        "host": socket.gethostname(),
+        **extra,
+    }
+    write_json(stage_dir.file(STATS, shard), stats)
+    marker = {
+        "in": n_in,
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "files": {k: stage_dir.file(k, shard).stat().st_size for k in (KEPT, REJECTED)},
+    }
+    write_json(stage_dir.file(DONE, shard), marker)
+    return stats
+
+
+def read_shard(path: Path, kind: str) -> pa.Table:
+    table = pq.read_table(path)
+    check_schema(table.schema, kind, str(path))
+    return table
+
+
+def run_stage_shard(stage: Stage, kind: str, in_path: Path, stage_dir: StageDir, shard: str) -> dict:
+    """Process one finished shard of the previous stage with ``stage``."""
+    t0 = time.time()
+    table = read_shard(in_path, kind)
+    kept_parts, rej_parts, side = [], [], []
+    counters: Counter = Counter()
+    for start in range(0, len(table), max(1, stage.batch_size)):
+        batch = table.slice(start, stage.batch_size)
+        verdict = safe_process(stage, batch)
+        counters.update(verdict.counters)
+        k, r, s = apply_verdict(batch, verdict, stage.name)
+        kept_parts.append(k)
+        rej_parts.append(r)
+        side += s
+    empty = table.schema.empty_table()
+    kept = concat(kept_parts, empty)
+    rejected = concat(rej_parts, reject_empty(empty))
+    extra = {"counters": dict(counters), "info": stage.shard_info()}
+    artifacts = stage.write_side(side, str(stage_dir.path), shard)
+    if artifacts:
+        extra["artifacts"] = artifacts
+    return finish_shard(stage_dir, shard, stage.name, kept, rejected, len(table),
+                        table.column("id").to_pylist(), extra, t0)
+
+
+def reject_empty(schema_table: pa.Table) -> pa.Table:
+    t = schema_table
+    for name in ("reason", "stage", "detail"):
+        t = t.append_column(name, pa.array([], pa.string()))
+    return t
+
+
+def run_source_shard(source, kind: str, spec: dict, stage_dir: StageDir, shard: str) -> dict:
+    """Read one planned input shard; rows with a non-null ``reason`` are rejected at ingest."""
+    t0 = time.time()
+    kept_parts, rej_parts = [], []
+    for table in source.read(spec):
+        table = conform(table, kind)
+        if "reason" not in table.column_names:
+            table = table.append_column("reason", pa.nulls(len(table), pa.string()))
+        if "detail" not in table.column_names:
+            table = table.append_column("detail", pa.nulls(len(table), pa.string()))
+        is_rej = pc.is_valid(table.column("reason"))
+        kept_parts.append(table.filter(pc.invert(is_rej)).drop_columns(["reason", "detail"]))
+        rej = table.filter(is_rej)
+        rej = rej.append_column("stage", pa.array([source.name] * len(rej), pa.string()))
+        rej_parts.append(rej.select([c for c in rej.column_names if c not in ("reason", "stage", "detail")]
+                                    + ["reason", "stage", "detail"]))
+    kept = concat(kept_parts, empty_table(kind))
+    rejected = concat(rej_parts, reject_empty(empty_table(kind)))
+    n_in = len(kept) + len(rejected)
+    extra = {"source": spec, "info": source.shard_info()}
+    return finish_shard(stage_dir, shard, source.name, kept, rejected, n_in, None, extra, t0)

@@ -1,0 +1,142 @@
+"""The ledger: prove that nothing was lost or duplicated, and summarise what each stage did.
+
+``verify`` re-reads every output file (ids, not only counters): for each stage and shard, the marker's counts
+match the files, kept and rejected ids are disjoint, and their union is exactly the previous stage's kept ids
+(for the source: ids are unique across the whole run). The final dataset must hold exactly the last stage's
+kept ids. Any violation is reported naming the stage and shard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.shards import KEPT, REJECTED, STATS, StageDir
+
+
+def list_stages(run_dir: Path) -> list[StageDir]:
+    root = Path(run_dir) / "stages"
+    if not root.exists():
+        return []
+    return [StageDir(p) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
+def _ids(path: Path) -> list[str]:
+    return pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+
+def verify(run_dir: str | Path) -> list[str]:
+    """Return a list of problems (empty when the run is complete and consistent)."""
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    plan_path = run_dir / "plan.json"
+    if not plan_path.exists():
+        return [f"{run_dir}: no plan.json: not a run directory"]
+    planned = sorted(json.loads(plan_path.read_text()))
+    stages = list_stages(run_dir)
+    if not stages:
+        return [f"{run_dir}: no stage directories"]
+    prev_kept: dict[str, set[str]] | None = None
+    all_source_ids: Counter = Counter()
+    for sd in stages:
+        expected = planned if prev_kept is None else sorted(prev_kept)
+        done = set(sd.done_shards())
+        for shard in expected:
+            if shard not in done:
+                problems.append(f"{sd.path.name}/{shard}: not finished (no completion marker)")
+        for shard in sorted(done - set(expected)):
+            problems.append(f"{sd.path.name}/{shard}: finished but not expected from the previous stage")
+        kept_ids: dict[str, set[str]] = {}
+        for shard in sorted(done & set(expected)):
+            where = f"{sd.path.name}/{shard}"
+            try:
+                marker = sd.marker(shard)
+                k_path, r_path = sd.file(KEPT, shard), sd.file(REJECTED, shard)
+                k, r = _ids(k_path), _ids(r_path)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                problems.append(f"{where}: unreadable output: {type(exc).__name__}: {exc}")
+                continue
+            for kind, path in ((KEPT, k_path), (REJECTED, r_path)):
+                if path.stat().st_size != marker["files"][kind]:
+                    problems.append(f"{where}: {kind} file size {path.stat().st_size} != marker's "
+                                    f"{marker['files'][kind]} (file changed after the shard finished)")
+            if len(k) != marker["kept"] or len(r) != marker["rejected"]:
+                problems.append(f"{where}: marker says kept {marker['kept']} rejected {marker['rejected']}, "
+                                f"files hold {len(k)} and {len(r)}")
+            if marker["in"] != marker["kept"] + marker["rejected"]:
+                problems.append(f"{where}: in {marker['in']} != kept {marker['kept']} + rejected {marker['rejected']}")
+            ks, rs = set(k), set(r)
+            if len(ks) != len(k) or len(rs) != len(r):
+                problems.append(f"{where}: duplicate ids inside kept or rejected")
+            if ks & rs:
+                problems.append(f"{where}: {len(ks & rs)} ids both kept and rejected")
+            if prev_kept is not None:
+                want = prev_kept[shard]
+                got = ks | rs
+                if got != want:
+                    problems.append(f"{where}: {len(want - got)} input ids missing, {len(got - want)} unexpected ids")
+            else:
+                all_source_ids.update(ks | rs)
+            if not sd.file(STATS, shard).exists():
+                problems.append(f"{where}: stats file missing")
+            kept_ids[shard] = ks
+        if prev_kept is None:
+            dups = [i for i, n in all_source_ids.items() if n > 1]
+            if dups:
+                problems.append(f"{sd.path.name}: {len(dups)} ids appear in more than one source shard")
+        prev_kept = kept_ids
+    dataset = run_dir / "dataset" / "data"
+    if dataset.exists() and prev_kept is not None and not problems:
+        final = set().union(*prev_kept.values()) if prev_kept else set()
+        got: list[str] = []
+        for f in sorted(dataset.glob("*.parquet")):
+            got += _ids(f)
+        if len(got) != len(set(got)) or set(got) != final:
+            problems.append(f"dataset: {len(got)} rows ({len(set(got))} distinct ids) but the last stage kept "
+                            f"{len(final)}")
+    return problems
+
+
+def collect_stats(run_dir: str | Path) -> dict:
+    """Per stage: rows in, kept, rejected by reason, bytes, counters, wall time (summed over shards)."""
+    out: dict = {"stages": []}
+    for sd in list_stages(Path(run_dir)):
+        agg = {"stage": sd.name, "dir": sd.path.name, "shards": 0, "in": 0, "kept": 0, "rejected": 0,
+               "bytes_kept": 0, "bytes_rejected": 0, "wall_s": 0.0}
+        reasons: Counter = Counter()
+        counters: Counter = Counter()
+        info: dict = {}
+        for shard in sd.done_shards():
+            st = sd.stats(shard)
+            agg["shards"] += 1
+            for k in ("in", "kept", "rejected", "bytes_kept", "bytes_rejected", "wall_s"):
+                agg[k] += st.get(k, 0)
+            reasons.update(st.get("reasons", {}))
+            counters.update(st.get("counters", {}))
+            info.update(st.get("info") or {})
+        agg["wall_s"] = round(agg["wall_s"], 2)
+        agg["reasons"] = dict(reasons.most_common())
+        agg["counters"] = {k: round(v, 3) for k, v in counters.items()}
+        agg["info"] = info
+        out["stages"].append(agg)
+    return out
+
+
+def format_stats(stats: dict) -> str:
+    lines = [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'wall s':>9}"]
+    for st in stats["stages"]:
+        lines.append(f"{st['stage']:<20} {st['in']:>10,} {st['kept']:>10,} {st['rejected']:>10,} "
+                     f"{st['bytes_kept'] / 1e6:>9.2f} {st['wall_s']:>9.1f}")
+        for reason, n in st["reasons"].items():
+            lines.append(f"{'':<20}   - {reason:<40} {n:>10,}")
+        for k, v in st["counters"].items():
+            lines.append(f"{'':<20}   * {k:<40} {v:>10,}")
+    return "\n".join(lines)
+
+
+def funnel(stats: dict) -> list[tuple[str, int]]:
+    return [(s["stage"], s["kept"]) for s in stats["stages"]]
+

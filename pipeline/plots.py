@@ -1,0 +1,30 @@
+"""Plots of a run: the per-stage funnel (kept vs rejected by reason), drawn with matplotlib into a PNG."""
+
+from __future__ import annotations
+
+
+def plot_funnel(stats: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = stats["stages"]
+    names = [s["stage"] for s in stages]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.5))
+    kept = [s["kept"] for s in stages]
+    ax.barh(names, kept, color="#4c9f70", label="kept")
+    left = list(kept)
+    reasons = sorted({r for s in stages for r in s["reasons"]})
+    cmap = plt.get_cmap("tab20")
+    for j, reason in enumerate(reasons):
+        vals = [s["reasons"].get(reason, 0) for s in stages]
+        ax.barh(names, vals, left=left, color=cmap(j % 20), label=reason)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.invert_yaxis()
+    ax.set_xlabel("records")
+    ax.set_title("records per stage: kept and rejected by reason")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,3 @@
+"""Stage families, one module each; importing this package registers their stage and source types."""
+
+from stages import code  # noqa: F401
