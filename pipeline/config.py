@@ -58,6 +58,8 @@ class PipelineConfig(BaseModel):
     export: ExportConfig = ExportConfig()
     #: Free-form description written into the dataset card.
     description: str = ""
+    #: Python modules imported before validation, to register your own stage types (no project change needed).
+    plugins: list[str] = []
 
     @property
     def source_obj(self) -> Source:
@@ -140,6 +142,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{where}: top level must be a mapping")
     for ov in overrides or []:
         apply_override(raw, ov)
+    import importlib
+
+    for mod in raw.get("plugins") or []:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise ConfigError(f"{where}: plugins: cannot import {mod!r}: {exc}") from None
     if "source" not in raw:
         raise ConfigError(f"{where}: source: missing required key")
     source = build_component(where, "source", raw["source"], SOURCES)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import tokenize
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
@@ -250,7 +251,9 @@ def _as_str(v: Any) -> str | None:
 def syntax_check(source: str, path: str = "<code>") -> tuple[str | None, str | None]:
     """(reason, detail) of ``compile(source, path, "exec")``; (None, None) when it compiles. Never executes."""
     try:
-        compile(source, path, "exec", dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning/DeprecationWarning are not rejections
+            compile(source, path, "exec", dont_inherit=True)
         return None, None
     except SyntaxError as exc:  # includes IndentationError, TabError
         return f"syntax_error:{type(exc).__name__}", f"{exc.msg} (line {exc.lineno})"
