@@ -140,6 +140,23 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    from stages.publish import format_plan, publish
+
+    print(format_plan(publish(args.run_dir, args.repo_id, megatron=args.megatron, private=args.private,
+                              dry_run=args.dry_run, revision=args.revision, message=args.message)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from stages.write import export_dataset
+
+    raw = yaml.safe_load((Path(args.run_dir) / "run.yaml").read_text())
+    out = export_dataset(args.run_dir, load_config(None, args.set, raw=raw))
+    print(f"dataset written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import stages  # noqa: F401  (registers stage types)
 
@@ -172,6 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--plot", metavar="PNG", help="also draw the per-stage funnel into this PNG")
     s.set_defaults(func=cmd_stats)
+
+    pb = sub.add_parser("publish", help="upload a run's dataset (Parquet + card) to the Hugging Face Hub",
+                        description="Pre-upload every file, then add them in one commit (retried with back-off on "
+                        "429/412/5xx). The token is read from HF_TOKEN or the huggingface-cli login file and is "
+                        "never printed. HF_ENDPOINT selects another Hub.")
+    pb.add_argument("run_dir")
+    pb.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo (created if missing)")
+    pb.add_argument("--megatron", action="store_true", help="also upload the Megatron .bin/.idx files")
+    pb.add_argument("--private", action="store_true", help="create the repo private")
+    pb.add_argument("--revision", help="branch to commit to (default: main)")
+    pb.add_argument("--message", help="commit message")
+    pb.add_argument("--dry-run", action="store_true", help="list what would be uploaded; touch nothing")
+    pb.set_defaults(func=cmd_publish)
+
+    ex = sub.add_parser("export", help="(re)write RUN/dataset (bounded Parquet shards + card) from a finished run")
+    ex.add_argument("run_dir")
+    ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override export.* keys")
+    ex.set_defaults(func=cmd_export)
 
     for type_name, cls in sorted(REGISTRY.items()):
         doc = (cls.__doc__ or "").strip()

@@ -195,6 +195,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                                                                   task[2], st.name, why))
     from pipeline.ledger import collect_stats
 
+    from stages.write import megatron_data_paths
+
+    data_paths = megatron_data_paths(run_dir)
+    if data_paths:  # what Megatron-LM's --data-path takes: token-weighted prefixes
+        (run_dir / "megatron-data-path.txt").write_text(" ".join(data_paths) + "\n")
     summary = collect_stats(run_dir)
     summary["wall_s"] = round(time.time() - t0, 2)
     do_export = cfg.export.enabled if export is None else export

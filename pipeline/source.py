@@ -101,12 +101,13 @@ class RecordsSource(Source):
         items = []
         for path in self.expand():
             if path.endswith(".parquet") and not os.path.basename(path).startswith(".tmp-"):
-                items.append((path, max(pq.ParquetFile(path).metadata.serialized_size, os.path.getsize(path))))
-        return [{"files": group} for group in pack_by_bytes(items, self.shard_bytes)]
+                meta = pq.ParquetFile(path).metadata
+                items += [([path, rg], max(meta.row_group(rg).total_byte_size, 1)) for rg in range(meta.num_row_groups)]
+        return [{"parts": group} for group in pack_by_bytes(items, self.shard_bytes)]
 
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
         import pyarrow.parquet as pq
 
-        for path in spec["files"]:
-            table = pq.read_table(path)
+        for path, rg in spec["parts"]:
+            table = pq.ParquetFile(path).read_row_group(rg)
             yield table.drop_columns([c for c in ("reason", "stage", "detail") if c in table.column_names])

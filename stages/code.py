@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -322,52 +321,37 @@ def pylint_args(disable: str) -> list[str]:
     return [f"--disable={disable}", "--persistent=n", "--jobs=1", "--score=y"]
 
 
-def _lint_child(conn, args: list[str], workdir: str) -> None:
-    """Child process: lint files sent over ``conn`` with pylint's own ``Run`` (same code path as the CLI)."""
-    import astroid
-    from pylint.lint import Run
-    from pylint.reporters import CollectingReporter
-
-    os.chdir(workdir)  # no stray pylintrc/pyproject from the caller's directory
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            return
-        path, modname = msg
-        try:
-            run = Run([*args, path], reporter=CollectingReporter(), exit=False)
-            stats = run.linter.stats
-            conn.send(("ok", stats.global_note if stats.statement else None, stats.statement))
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent as lint_error
-            conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}", 0))
-        finally:
-            astroid.MANAGER.astroid_cache.pop(modname, None)
+LINT_SERVER = str(Path(__file__).resolve().with_name("lint_server.py"))
 
 
 class PylintWorker:
-    """A long-lived child process running pylint in-process, replaced after a timeout or a crash."""
+    """A long-lived pylint process (``lint_server.py``), replaced after a timeout or a crash."""
 
     def __init__(self, args: list[str], timeout_s: float, recycle_after: int = 2000):
         self.args, self.timeout_s, self.recycle_after = args, timeout_s, recycle_after
         self.tmp = tempfile.mkdtemp(prefix="swallow-lint-")
-        self.proc = None
-        self.conn = None
+        self.proc: subprocess.Popen | None = None
         self.count = 0
 
     def start(self) -> None:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_lint_child, args=(child, self.args, self.tmp), daemon=True)
-        self.proc.start()
-        self.conn = parent
+        # the environment of a bare `python -m pylint`: no PYTHONPATH (Ray's or the project's), neutral cwd
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+        env["PYLINTHOME"] = self.tmp  # crash reports and stats stay out of the user's home
+        self.proc = subprocess.Popen([sys.executable, LINT_SERVER, *self.args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=self.tmp, env=env,
+                                     text=True, bufsize=1)
         self.count = 0
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.is_alive():
+            if self.proc.poll() is None:
                 self.proc.kill()
-            self.proc.join(5)
+            self.proc.wait(10)
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
         self.proc = None
 
     def close(self) -> None:
@@ -376,7 +360,9 @@ class PylintWorker:
 
     def lint(self, source: str, name: str) -> tuple[str, float | None, str | None]:
         """('ok', score, None) | ('lint_timeout'|'lint_error', None, detail). Score None: no statements."""
-        if self.proc is None or not self.proc.is_alive() or self.count >= self.recycle_after:
+        import select
+
+        if self.proc is None or self.proc.poll() is not None or self.count >= self.recycle_after:
             self.stop()
             self.start()
         modname = f"m_{name}"
@@ -384,16 +370,21 @@ class PylintWorker:
         with open(path, "w", encoding="utf-8") as f:
             f.write(source)
         self.count += 1
+        # the first file of a fresh process also pays its imports
+        limit = self.timeout_s + (30 if self.count == 1 else 0)
         try:
-            self.conn.send((path, modname))
-            # the first file of a fresh child also pays its imports
-            limit = self.timeout_s + (60 if self.count == 1 else 0)
-            if not self.conn.poll(limit):
+            self.proc.stdin.write(json.dumps({"path": path, "modname": modname}) + "\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], limit)
+            if not ready:
                 self.stop()
                 return "lint_timeout", None, f"pylint took longer than {self.timeout_s:g} s"
-            status, value, _ = self.conn.recv()
-        except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as exc:
-            code = self.proc.exitcode if self.proc else None
+            line = self.proc.stdout.readline()
+            if not line:
+                raise EOFError("no reply")
+            reply = json.loads(line)
+        except (EOFError, BrokenPipeError, OSError, ValueError) as exc:
+            code = self.proc.poll() if self.proc else None
             self.stop()
             return "lint_error", None, f"pylint worker died ({type(exc).__name__}, exit code {code})"
         finally:
@@ -401,9 +392,9 @@ class PylintWorker:
                 os.unlink(path)
             except OSError:
                 pass
-        if status == "ok":
-            return "ok", value, None
-        return "lint_error", None, value
+        if reply["status"] == "ok":
+            return "ok", reply["note"], None
+        return "lint_error", None, reply["detail"]
 
 
 class LintFilter(Stage):

@@ -216,9 +216,8 @@ def export_dataset(run_dir: str | Path, cfg) -> Path:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     stats = collect_stats(run_dir)
-    paths = megatron_data_paths(run_dir)
-    if paths:
-        (out_root / "megatron-data-path.txt").write_text(" ".join(paths) + "\n")
+    if (run_dir / "megatron-data-path.txt").exists():
+        shutil.copy2(run_dir / "megatron-data-path.txt", out_root / "megatron-data-path.txt")
     try:
         from pipeline.plots import plot_funnel
 

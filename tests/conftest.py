@@ -55,3 +55,17 @@ def write_sample(rows, path: Path, n: int | None = None, row_group_size: int = 6
 def small_corpus(tmp_path_factory, corpus_rows):
     """200 real files (the corpus is shuffled, so a prefix is a fair sample) in 4 row groups."""
     return write_sample(corpus_rows, tmp_path_factory.mktemp("corpus") / "sample.parquet", 200)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with random weights and a locally trained tokenizer: meaningless output, real vLLM."""
+    from pipeline.tiny import make_tiny_model, stdlib_sample
+
+    root = tmp_path_factory.mktemp("tiny")
+    return make_tiny_model(root / "model", stdlib_sample(root / "corpus"))
+
+
+#: Engine settings for the CPU build of vLLM in tests: fp32 eager is fastest for tiny models.
+CPU_ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 32,
+              "kv_cache_memory_bytes": 256 * 2**20, "env": {"VLLM_CPU_KVCACHE_SPACE": "1"}}

@@ -1,0 +1,114 @@
+"""The rewrite stage with real vLLM (CPU build) and a tiny random-weight model made in the test session.
+
+The model's text is meaningless, so structured outputs (a regex) force the shapes each check must see: a valid
+rewrite, code that does not compile, no code block, a repetition; truncation and over-long prompts need nothing.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from stages.rewrite import Prompt, extract, load_prompt, repeated_substring
+from tests.conftest import CPU_ENGINE
+
+pytestmark = pytest.mark.vllm
+
+
+# ----------------------------------------------------------------------------------------------- pure parts
+
+def test_shipped_prompts_load_and_render():
+    for name in ("code_sgcr", "code_scor", "code_v2_single", "math_rewrite"):
+        p = load_prompt(name)
+        assert p.name == name and len(p.sha256) == 64
+        msgs = p.messages("def f(): return {1: 2}")
+        assert msgs[-1]["role"] == "user" and "def f(): return {1: 2}" in msgs[-1]["content"]
+    assert load_prompt("code_sgcr").sampling == {"temperature": 0.2, "top_p": 0.7, "max_tokens": 8192}
+    assert load_prompt("math_rewrite").few_shot
+
+
+def test_user_prompt_file(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("name: mine\nuser: 'Summarise: {text}'\nextract: {mode: whole}\n")
+    assert load_prompt(str(f)).messages("x")[-1]["content"] == "Summarise: x"
+    f.write_text("name: mine\nuser: x\nextract: {mode: fenced}\n")
+    with pytest.raises(ValueError, match="mine.yaml: extract.mode"):
+        load_prompt(str(f))
+
+
+def test_extract_rules():
+    p = load_prompt("code_sgcr")
+    gen = "### Score\nScore: 6/10\n```python\nold = 1\n```\n### Improved code\n```python\nnew = 2\n```\n"
+    assert extract(gen, p.extract) == "new = 2\n"
+    assert extract("no block here", p.extract) is None
+    m = load_prompt("math_rewrite").extract
+    assert extract("Rewritten: **Problem.** x", m) == "**Problem.** x"
+    assert extract("nothing", m) is None
+
+
+def brute_force_square(text: str, min_len: int) -> bool:
+    n = len(text)
+    return any(text[i:i + p] == text[i + p:i + 2 * p] for p in range(min_len, n // 2 + 1) for i in range(n - 2 * p + 1))
+
+
+@pytest.mark.shared_data
+def test_repetition_detector_equals_brute_force(corpus_rows):
+    import random
+
+    rng = random.Random(0)
+    samples = [r["content"][:700] for r in corpus_rows[:60]]
+    chunk = "for item in range(10):\n    print(item * 2)  # doubled value shown to the user\n" * 2
+    for s in list(samples):
+        k = rng.randrange(0, len(s) + 1)
+        samples.append(s[:k] + chunk[:rng.randrange(100, len(chunk))] * 2 + s[k:])
+    samples += ["a" * 199, "a" * 200, "ab" * 100, ("x" * 99 + "y") * 2, "abc" * 40 + "abd" * 40]
+    for s in samples:
+        assert (repeated_substring(s, 100) is not None) == brute_force_square(s, 100), s[:60]
+
+
+# ----------------------------------------------------------------------------------------------- engine
+
+VALID = r"### Score\nScore: 7/10\n### Improved code\n```python\ndef add\(a: int, b: int\) -> int:\n    return a \+ b\n```\n"
+BROKEN = r"### Improved code\n```python\ndef add\(a, b:\n    return a \+\n```\n"
+NO_BLOCK = r"Score: 3/10 and nothing else"
+REPEAT = r"### Improved code\n```python\n(# the same long comment line that the model keeps repeating again\n){4}```\n"
+
+
+@pytest.fixture(scope="module")
+def sgcr(tiny_model):
+    from stages.rewrite import Rewrite
+
+    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, max_tokens=200, **CPU_ENGINE)
+    stage.setup()
+    yield stage
+    stage.teardown()
+
+
+def run(stage, texts, **changes):
+    for k, v in changes.items():
+        setattr(stage, k, v)
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
+    return stage.process(table)
+
+
+def test_valid_rewrite_is_kept_with_columns(sgcr):
+    v = run(sgcr, ["x=1\nprint(x)\n", "def f(a,b): return a+b\n"], guided_regex=VALID, max_tokens=200)
+    assert v.reasons == [None, None]
+    assert v.columns["text"][0] == "def add(a: int, b: int) -> int:\n    return a + b\n"
+    assert v.columns["text_before_rewrite"][0] == "x=1\nprint(x)\n"
+    assert v.columns["rewrite_self_score"].to_pylist() == [7.0, 7.0]
+    assert v.columns["rewrite_prompt"][0] == "code_sgcr" and len(v.columns["rewrite_prompt_sha256"][0]) == 64
+    assert v.columns["rewrite_finish_reason"][0] == "stop"
+    assert "### Improved code" in v.columns["rewrite_generation"][0]
+
+
+def test_each_rejection_reason(sgcr):
+    assert run(sgcr, ["x = 1\n"], guided_regex=BROKEN).reasons == ["rewrite_syntax_error"]
+    assert run(sgcr, ["x = 1\n"], guided_regex=NO_BLOCK).reasons == ["no_code_block"]
+    assert run(sgcr, ["x = 1\n"], guided_regex=REPEAT).reasons == ["repetition"]
+    v = run(sgcr, ["x = 1\n"], guided_regex=None, max_tokens=8)  # random weights never stop within 8 tokens
+    assert v.reasons == ["truncated"] and v.columns["rewrite_finish_reason"][0] == "length"
+    long_text = "value = compute(value)\n" * 400
+    v = run(sgcr, ["x = 1\n", long_text], guided_regex=VALID, max_tokens=200)
+    assert v.reasons == [None, "prompt_too_long"] and "max_model_len" in v.details[1]
+    assert v.columns["text"][1] == long_text  # a rejected row keeps its input
