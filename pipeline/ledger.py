@@ -118,6 +118,9 @@ def collect_stats(run_dir: str | Path) -> dict:
             counters.update(st.get("counters", {}))
             info.update(st.get("info") or {})
         agg["wall_s"] = round(agg["wall_s"], 2)
+        timing = sd.path / "timing.json"
+        agg["elapsed_s"] = round(sum(r["elapsed_s"] for r in json.loads(timing.read_text())), 2) \
+            if timing.exists() else None
         agg["reasons"] = dict(reasons.most_common())
         agg["counters"] = {k: round(v, 3) for k, v in counters.items()}
         agg["info"] = info
@@ -126,10 +129,10 @@ def collect_stats(run_dir: str | Path) -> dict:
 
 
 def format_stats(stats: dict) -> str:
-    lines = [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'wall s':>9}"]
+    lines = [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'elapsed s':>9}"]
     for st in stats["stages"]:
         lines.append(f"{st['stage']:<20} {st['in']:>10,} {st['kept']:>10,} {st['rejected']:>10,} "
-                     f"{st['bytes_kept'] / 1e6:>9.2f} {st['wall_s']:>9.1f}")
+                     f"{st['bytes_kept'] / 1e6:>9.2f} {st['elapsed_s'] or st['wall_s']:>9.1f}")
         for reason, n in st["reasons"].items():
             lines.append(f"{'':<20}   - {reason:<40} {n:>10,}")
         for k, v in st["counters"].items():

@@ -143,6 +143,14 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
     return results
 
 
+def record_elapsed(sd: StageDir, seconds: float, shards: int) -> None:
+    """Append this invocation's wall-clock time for the stage (workers' start included) to timing.json."""
+    path = sd.path / "timing.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append({"elapsed_s": round(seconds, 2), "shards_processed": shards, "finished_at": time.time()})
+    write_json(path, runs)
+
+
 def check_resume(sd: StageDir, component) -> None:
     """Refuse to mix outputs of two different stage configs in one directory."""
     current = {"type": component.type, **component.model_dump()}
@@ -181,20 +189,23 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
     # source
     src_dir = dirs[0]
     tasks = [(spec, str(src_dir.path), shard) for shard, spec in plan.items() if not src_dir.is_done(shard)]
+    t_stage = time.time()
     with Progress(f"{cfg.source.name}", total=len(plan), done=len(plan) - len(tasks), enabled=progress) as bar:
         run_tasks(cfg.source, cfg.kind, "source_shard", tasks, bar,
                   lambda task, why: reject_all_shard(cfg.kind, None, task[0], StageDir(task[1]), task[2],
                                                      cfg.source.name, why))
+    record_elapsed(src_dir, time.time() - t_stage, len(tasks))
     # stages
     for prev, sd, stage in zip(dirs, dirs[1:], cfg.stages):
         shards = prev.done_shards()
         tasks = [(str(prev.file(KEPT, s)), str(sd.path), s) for s in shards if not sd.is_done(s)]
+        t_stage = time.time()
         with Progress(stage.name, total=len(shards), done=len(shards) - len(tasks), enabled=progress) as bar:
             run_tasks(stage, cfg.kind, "stage_shard", tasks, bar,
                       lambda task, why, st=stage: reject_all_shard(cfg.kind, Path(task[0]), None, StageDir(task[1]),
                                                                   task[2], st.name, why))
+        record_elapsed(sd, time.time() - t_stage, len(tasks))
     from pipeline.ledger import collect_stats
-
     from stages.write import megatron_data_paths
 
     data_paths = megatron_data_paths(run_dir)

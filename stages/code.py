@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tokenize
 import warnings
 import zlib
@@ -358,8 +359,11 @@ class PylintWorker:
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def lint(self, source: str, name: str) -> tuple[str, float | None, str | None]:
-        """('ok', score, None) | ('lint_timeout'|'lint_error', None, detail). Score None: no statements."""
+    def lint(self, source: str, name: str, meanwhile=None) -> tuple[str, float | None, str | None]:
+        """('ok', score, None) | ('lint_timeout'|'lint_error', None, detail). Score None: no statements.
+
+        ``meanwhile`` (a callable) runs in this process while the lint process works on the file.
+        """
         import select
 
         if self.proc is None or self.proc.poll() is not None or self.count >= self.recycle_after:
@@ -375,7 +379,10 @@ class PylintWorker:
         try:
             self.proc.stdin.write(json.dumps({"path": path, "modname": modname}) + "\n")
             self.proc.stdin.flush()
-            ready, _, _ = select.select([self.proc.stdout], [], [], limit)
+            t0 = time.monotonic()
+            if meanwhile is not None:
+                meanwhile()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, limit - (time.monotonic() - t0)))
             if not ready:
                 self.stop()
                 return "lint_timeout", None, f"pylint took longer than {self.timeout_s:g} s"
@@ -427,8 +434,10 @@ class LintFilter(Stage):
             if lang != "python":
                 raw.append(None), ratio.append(None), final.append(None), reasons.append(None), details.append(None)
                 continue
-            r, has_code = comment_ratio(text or "")
-            status, score, detail = self._worker.lint(text or "", rid)
+            ratio_of: dict = {}
+            status, score, detail = self._worker.lint(  # the ratio is computed while pylint works
+                text or "", rid, meanwhile=lambda t=text: ratio_of.update(v=comment_ratio(t or "")))
+            r, has_code = ratio_of.get("v") or comment_ratio(text or "")
             if status != "ok":
                 raw.append(None), ratio.append(r), final.append(None), reasons.append(status), details.append(detail)
                 continue

@@ -130,6 +130,26 @@ def self_score(generation: str, rule: Score | None) -> float | None:
         return None
 
 
+def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of ``messages`` under the model's chat template, with the assistant turn opened."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if hasattr(ids, "keys"):  # transformers >= 5 returns a BatchEncoding (a mapping)
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def chat_token_ids_batch(tokenizer, conversations: list[list[dict[str, str]]]) -> list[list[int]]:
+    """``chat_token_ids`` for many conversations: render each template, then one batched (Rust) encode.
+
+    Identical ids (``apply_chat_template(tokenize=True)`` renders and encodes without special tokens too), at
+    about half the CPU time per prompt.
+    """
+    if not conversations:
+        return []
+    rendered = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    return [list(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+
+
 # ----------------------------------------------------------------------------------------------- repetition
 
 def repeated_substring(text: str, min_len: int = 100, block: int | None = None, candidates: int = 8) -> int | None:
@@ -300,10 +320,7 @@ class Rewrite(Stage):
         return SamplingParams(seed=self.seed, **s)
 
     def prompt_ids(self, text: str) -> list[int]:
-        ids = self._tok.apply_chat_template(self._prompt.messages(text), tokenize=True, add_generation_prompt=True)
-        if isinstance(ids, dict):  # transformers >= 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
+        return chat_token_ids(self._tok, self._prompt.messages(text))
 
     # -- the one method ----------------------------------------------------------------------------------------
     def process(self, table: pa.Table) -> Verdict:
@@ -324,11 +341,13 @@ class Rewrite(Stage):
         out_tokens = [0] * n
         prompt_tokens = [0] * n
         requests, index = [], []
+        present = [i for i, t in enumerate(texts) if t]
+        all_ids = dict(zip(present, chat_token_ids_batch(self._tok, [self._prompt.messages(texts[i]) for i in present])))
         for i, text in enumerate(texts):
             if not text:
                 reasons[i] = "empty_input"
                 continue
-            ids = self.prompt_ids(text)
+            ids = all_ids[i]
             prompt_tokens[i] = len(ids)
             if len(ids) > budget:
                 reasons[i] = "prompt_too_long"

@@ -7,6 +7,7 @@ rewrite, code that does not compile, no code block, a repetition; truncation and
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from stages.rewrite import Prompt, extract, load_prompt, repeated_substring
@@ -112,3 +113,68 @@ def test_each_rejection_reason(sgcr):
     v = run(sgcr, ["x = 1\n", long_text], guided_regex=VALID, max_tokens=200)
     assert v.reasons == [None, "prompt_too_long"] and "max_model_len" in v.details[1]
     assert v.columns["text"][1] == long_text  # a rejected row keeps its input
+
+
+# ----------------------------------------------------------------------------------------------- pipelines on Ray
+
+SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef main\(\) -> None:\n    print\(\"done\"\)\n```\n"
+
+
+@pytest.mark.shared_data
+def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_session):
+    from pipeline.config import load_config
+    from pipeline.ledger import collect_stats, verify
+    from pipeline.runner import run_pipeline
+    from tests.conftest import write_sample
+
+    rows = [r for r in corpus_rows if 50 < len(r["content"]) < 400][:10]
+    rows.append(dict(rows[0], content="value = compute(value)\n" * 300, blob_id="long"))  # too long a prompt
+    src = write_sample(rows, tmp_path / "in.parquet", row_group_size=6)
+    common = {"type": "rewrite", "model": str(tiny_model), "concurrency": 1, "check_syntax": True,
+              "max_tokens": 120, **CPU_ENGINE}
+    raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)], "shard_bytes": 1},
+           "stages": [{"type": "syntax_filter"},
+                      {**common, "name": "sgcr", "prompt": "code_sgcr", "guided_regex": VALID},
+                      {**common, "name": "scor", "prompt": "code_scor", "guided_regex": SCOR_OK}],
+           "export": {"enabled": True, "license": "mit"}}
+    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
+    assert verify(tmp_path / "run") == []
+    stats = {s["stage"]: s for s in collect_stats(tmp_path / "run")["stages"]}
+    rej = pq.read_table(next((tmp_path / "run" / "stages" / "02-sgcr" / "rejected").glob("*.parquet"))).to_pylist()
+    assert {r["blob_id"]: r["reason"] for r in rej}.get("long") == "prompt_too_long"
+    assert stats["scor"]["in"] == stats["sgcr"]["kept"] > 0 and stats["scor"]["kept"] == stats["scor"]["in"]
+    assert stats["sgcr"]["counters"]["output_tokens"] > 0
+    final = pq.read_table(next((tmp_path / "run" / "dataset" / "data").glob("*.parquet"))).to_pylist()
+    assert all(r["text"] == 'def main() -> None:\n    print("done")\n' for r in final)
+    r = final[0]
+    assert r["sgcr_self_score"] == 7.0 and r["sgcr_prompt"] == "code_sgcr" and r["scor_prompt"] == "code_scor"
+    assert r["text_before_scor"] == "def add(a: int, b: int) -> int:\n    return a + b\n"
+    assert r["repo"] and r["path"] and r["blob_id"]  # provenance survives both rewrites
+    card = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    assert "code_sgcr" in card and "code_scor" in card
+
+
+MATH_OK = r"Rewritten: \*\*Problem\.\*\* Compute the value\.\n\n\*\*Solution\.\* [a-z ]{30,60}\."
+
+
+@pytest.mark.shared_data
+def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
+    from pipeline.config import load_config
+    from pipeline.ledger import collect_stats, verify
+    from pipeline.runner import run_pipeline
+    from tests.conftest import SHARED
+
+    sample = SHARED / "samples" / "redpajama_stackexchange_sample.jsonl.gz"
+    raw = {"kind": "web", "source": {"type": "documents", "paths": [str(sample)], "license": "cc-by-sa-4.0"},
+           "stages": [{"type": "rewrite", "name": "math", "prompt": "math_rewrite", "model": str(tiny_model),
+                       "concurrency": 1, "max_tokens": 64, "guided_regex": MATH_OK, **CPU_ENGINE,
+                       "max_model_len": 2048}],
+           "export": {"enabled": False}}
+    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
+    assert verify(tmp_path / "run") == []
+    ingest, math = collect_stats(tmp_path / "run")["stages"]
+    assert ingest["in"] == 70 and math["in"] == ingest["kept"]
+    assert math["kept"] > 0 and set(math["reasons"]) <= {"prompt_too_long", "truncated"}
+    kept = pq.read_table(next((tmp_path / "run" / "stages" / "01-math" / "kept").glob("*.parquet")))
+    assert all(t.startswith("**Problem.** Compute the value.") for t in kept.column("text").to_pylist())
+    assert set(kept.column("license").to_pylist()) == {"cc-by-sa-4.0"}
