@@ -57,6 +57,27 @@ def main() -> None:
         return sys.meta_path != finders or any(
             state is not None and vars(f) != state for f, state in zip(finders, finder_state))
 
+    from pylint.utils import LinterStats
+
+    linter = None
+
+    def lint_file(path: str, reporter):
+        """Lint one file; the first builds the linter through Run (as the CLI), later ones reuse it.
+
+        Reuse skips re-parsing options and re-registering every checker per file; per-file state is reset the
+        way a fresh run starts: new stats, exit status and reporter; ``check`` reopens every checker.
+        """
+        nonlocal linter
+        if linter is None:
+            linter = Run([*args, path], reporter=reporter, exit=False).linter
+            return linter.stats
+        linter.stats = LinterStats()
+        linter.msg_status = 0
+        linter.set_reporter(reporter)
+        linter.check([path])
+        linter.generate_reports()
+        return linter.stats
+
     for line in sys.stdin:
         req = json.loads(line)
         cached_before = set(astroid.MANAGER.astroid_cache)
@@ -64,8 +85,7 @@ def main() -> None:
         try:
             reporter = CollectingReporter()
             with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-                run = Run([*args, req["path"]], reporter=reporter, exit=False)
-            stats = run.linter.stats
+                stats = lint_file(req["path"], reporter)
             fatal = [m for m in reporter.messages if m.msg_id in ("F0001", "F0002")]
             if fatal:  # pylint crashed on the file (e.g. RecursionError while building its AST)
                 out = {"status": "error", "detail": f"pylint {fatal[0].symbol}: {fatal[0].msg.splitlines()[0][:300]}"}

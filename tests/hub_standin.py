@@ -17,6 +17,7 @@ class HubStandIn:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.commits = 0
+        self.validated: list[str] = []
         self.fail_429 = fail_commits_with_429
         hub = self
 
@@ -42,6 +43,10 @@ class HubStandIn:
                     name = json.loads(raw)
                     repo = f"{name.get('organization') or 'user'}/{name['name']}"
                     return self._send(200, {"url": f"http://{self.headers['Host']}/datasets/{repo}", "name": repo})
+                if self.path.startswith("/api/validate-yaml"):  # the Hub checks a card's YAML header
+                    body = json.loads(raw)
+                    hub.validated.append(body.get("content", ""))
+                    return self._send(200, {"warnings": []})
                 if "/preupload/" in self.path:
                     files = json.loads(raw)["files"]
                     return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular",
@@ -56,8 +61,10 @@ class HubStandIn:
                             v = item["value"]
                             hub.files[v["path"]] = base64.b64decode(v["content"])
                     hub.commits += 1
-                    return self._send(200, {"commitUrl": f"http://{self.headers['Host']}/commit/{hub.commits}",
-                                            "commitOid": f"{hub.commits:040x}", "pullRequestUrl": None})
+                    repo = self.path.split("/api/datasets/", 1)[1].split("/commit/", 1)[0]
+                    oid = f"{hub.commits:040x}"
+                    return self._send(200, {"commitUrl": f"http://{self.headers['Host']}/datasets/{repo}/commit/{oid}",
+                                            "commitOid": oid, "pullRequestUrl": None})
                 return self._send(404, {"error": f"stand-in has no {self.path}"})
 
             def do_GET(self):  # noqa: N802

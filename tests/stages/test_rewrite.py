@@ -140,7 +140,8 @@ def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_s
     run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
     assert verify(tmp_path / "run") == []
     stats = {s["stage"]: s for s in collect_stats(tmp_path / "run")["stages"]}
-    rej = pq.read_table(next((tmp_path / "run" / "stages" / "02-sgcr" / "rejected").glob("*.parquet"))).to_pylist()
+    rej = [r for f in (tmp_path / "run" / "stages" / "02-sgcr" / "rejected").glob("*.parquet")
+           for r in pq.read_table(f).to_pylist()]
     assert {r["blob_id"]: r["reason"] for r in rej}.get("long") == "prompt_too_long"
     assert stats["scor"]["in"] == stats["sgcr"]["kept"] > 0 and stats["scor"]["kept"] == stats["scor"]["in"]
     assert stats["sgcr"]["counters"]["output_tokens"] > 0
@@ -167,7 +168,7 @@ def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
     sample = SHARED / "samples" / "redpajama_stackexchange_sample.jsonl.gz"
     raw = {"kind": "web", "source": {"type": "documents", "paths": [str(sample)], "license": "cc-by-sa-4.0"},
            "stages": [{"type": "rewrite", "name": "math", "prompt": "math_rewrite", "model": str(tiny_model),
-                       "concurrency": 1, "max_tokens": 64, "guided_regex": MATH_OK, **CPU_ENGINE,
+                       "concurrency": 1, "max_tokens": 200, "guided_regex": MATH_OK, **CPU_ENGINE,
                        "max_model_len": 2048}],
            "export": {"enabled": False}}
     run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
@@ -175,6 +176,7 @@ def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
     ingest, math = collect_stats(tmp_path / "run")["stages"]
     assert ingest["in"] == 70 and math["in"] == ingest["kept"]
     assert math["kept"] > 0 and set(math["reasons"]) <= {"prompt_too_long", "truncated"}
-    kept = pq.read_table(next((tmp_path / "run" / "stages" / "01-math" / "kept").glob("*.parquet")))
+    kept = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-math" / "kept").glob("*.parquet")])
     assert all(t.startswith("**Problem.** Compute the value.") for t in kept.column("text").to_pylist())
     assert set(kept.column("license").to_pylist()) == {"cc-by-sa-4.0"}
+    assert all(kept.column("text_before_math").to_pylist())  # the page text is kept beside its rewrite

@@ -155,6 +155,7 @@ def test_publish_dry_run_and_upload_to_local_hub_standin(tokenized_run, monkeypa
         assert all(h.get("authorization") == f"Bearer {secret}" or h.get("Authorization") == f"Bearer {secret}"
                    for m, p, h in hub.requests if "/commit/" in p)
         assert summary["commit"]
+        assert hub.validated and hub.validated[0].startswith("---")  # the card's YAML went through validation
     captured = capsys.readouterr()
     assert secret not in captured.out + captured.err
     for f in tokenized_run.rglob("*"):
