@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", default="gpt2", choices=["gpt2", "llama3"])
     ap.add_argument("--repeat", type=int, default=2, help="copies of the corpus texts (more work per run)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--stage-cpus", type=float, help="num_cpus of each tokenize worker (default: the stage's)")
     a = ap.parse_args()
     spec = str(SHARED / "tokenizers" / a.tokenizer / "tokenizer.json.gz")
     from stages.write import default_eod, load_tokenizer
@@ -105,7 +106,8 @@ def main() -> None:
         ray.init(num_cpus=a.workers, include_dashboard=False, object_store_memory=500_000_000,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, configure_logging=False)
         raw = {"kind": "code", "source": {"type": "records", "paths": [str(src)], "shard_bytes": 16_000_000},
-               "stages": [{"type": "tokenize", "tokenizer": spec}], "export": {"enabled": False}}
+               "stages": [{"type": "tokenize", "tokenizer": spec,
+                           **({"num_cpus": a.stage_cpus} if a.stage_cpus else {})}], "export": {"enabled": False}}
         run_pipeline(load_config(None, raw=raw), Path(tmp) / "run", progress=False)
         st = collect_stats(Path(tmp) / "run")["stages"][1]
         ours_s, n_ours = st["elapsed_s"], int(st["counters"]["tokens"])

@@ -40,11 +40,8 @@ def safe_process(stage: Stage, batch: pa.Table) -> Verdict:
         return verdict
     except AssertionError:
         raise
-    except Exception:  # noqa: BLE001 - isolated per row below
+    except Exception as exc:  # noqa: BLE001 - isolated per row below
         if len(batch) == 1:
-            import sys
-
-            exc = sys.exc_info()[1]
             return Verdict(
                 reasons=[f"error:{type(exc).__name__}"],
                 details=["".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]],

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.rewrite import Prompt, extract, load_prompt, repeated_substring
+from stages.rewrite import extract, load_prompt, repeated_substring
 from tests.conftest import CPU_ENGINE
 
 pytestmark = pytest.mark.vllm
