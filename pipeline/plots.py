@@ -11,7 +11,7 @@ def plot_funnel(stats: dict, path: str) -> None:
 
     stages = stats["stages"]
     names = [s["stage"] for s in stages]
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
     kept = [s["kept"] for s in stages]
     ax.barh(names, kept, color="#4c9f70", label="kept")
     left = list(kept)
@@ -24,7 +24,7 @@ def plot_funnel(stats: dict, path: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("records")
     ax.set_title("records per stage: kept and rejected by reason")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
