@@ -71,6 +71,31 @@ class Source(BaseModel):
         return {}
 
 
+def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, str | None]]:
+    """(offset, record, reason, detail) per non-blank line of a JSONL(.gz) file; never raises on bad data.
+
+    A line that is not JSON gives ``bad_json``; a corrupt or truncated gzip ends the file with one
+    ``corrupt_file`` entry (offset ``error@LINE``) after the lines that could be read.
+    """
+    import gzip
+    import json
+    import zlib
+
+    opener = gzip.open if path.endswith(".gz") else open
+    lineno = -1
+    try:
+        with opener(path, "rb") as f:
+            for lineno, line in enumerate(f):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line), None, None
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    yield lineno, None, "bad_json", str(exc)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield f"error@{lineno + 1}", None, "corrupt_file", f"{type(exc).__name__}: {exc} after line {lineno + 1}"
+
+
 def pack_by_bytes(items: list[tuple[Any, int]], target: int) -> list[list[Any]]:
     """Greedy in-order packing of (item, size) into groups of about ``target`` bytes (order kept: determinism)."""
     groups: list[list[Any]] = []

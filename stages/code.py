@@ -17,7 +17,6 @@ makes pylint hang or crash costs only that file (``lint_timeout``/``lint_error``
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -28,7 +27,6 @@ import tempfile
 import time
 import tokenize
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
 
@@ -36,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.records import make_id
-from pipeline.source import Source, pack_by_bytes
+from pipeline.source import Source, iter_jsonl, pack_by_bytes
 from pipeline.stage import Stage, Verdict
 
 # ----------------------------------------------------------------------------------------------------- ingest
@@ -189,25 +187,14 @@ class CodeSource(Source):
 
     def _read_jsonl(self, path: str) -> Iterator[pa.Table]:
         rows: list[dict] = []
-        opener = gzip.open if path.endswith(".gz") else open
-        lineno = -1
-        try:
-            with opener(path, "rb") as f:
-                for lineno, line in enumerate(f):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                        rows.append(self._record(path, lineno, None, {}) | {"reason": "bad_json", "detail": str(exc)})
-                        continue
-                    rows.append(self._record(path, lineno, row.get(self.content_column), self._meta(row)))
-                    if len(rows) >= 2048:
-                        yield self._rows_to_table(rows)
-                        rows = []
-        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip: keep what was read
-            rows.append(self._record(path, f"error@{lineno + 1}", None, {}) |
-                        {"reason": "corrupt_file", "detail": f"{type(exc).__name__}: {exc} after line {lineno + 1}"})
+        for offset, row, reason, detail in iter_jsonl(path):
+            if reason:
+                rows.append(self._record(path, offset, None, {}) | {"reason": reason, "detail": detail})
+            else:
+                rows.append(self._record(path, offset, row.get(self.content_column), self._meta(row)))
+            if len(rows) >= 2048:
+                yield self._rows_to_table(rows)
+                rows = []
         yield self._rows_to_table(rows)
 
     def _read_file(self, path: str) -> dict:

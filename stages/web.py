@@ -4,17 +4,14 @@ extracted pages or existing corpora such as RedPajama StackExchange records, for
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import zlib
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.records import make_id
-from pipeline.source import Source, pack_by_bytes
+from pipeline.source import Source, iter_jsonl, pack_by_bytes
 
 
 class DocumentSource(Source):
@@ -53,18 +50,5 @@ class DocumentSource(Source):
                 for i, rec in enumerate(pq.read_table(path).to_pylist()):
                     rows.append(self._row(path, i, rec))
             else:
-                opener = gzip.open if path.endswith(".gz") else open
-                lineno = -1
-                try:
-                    with opener(path, "rb") as f:
-                        for lineno, line in enumerate(f):
-                            if not line.strip():
-                                continue
-                            try:
-                                rows.append(self._row(path, lineno, json.loads(line)))
-                            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                                rows.append(self._row(path, lineno, None, "bad_json", str(exc)))
-                except (OSError, EOFError, zlib.error) as exc:
-                    rows.append(self._row(path, f"error@{lineno + 1}", None, "corrupt_file",
-                                          f"{type(exc).__name__}: {exc} after line {lineno + 1}"))
+                rows += [self._row(path, off, rec, reason, detail) for off, rec, reason, detail in iter_jsonl(path)]
             yield pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})
