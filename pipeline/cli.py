@@ -55,10 +55,10 @@ def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = ""
     for name, field in cls.model_fields.items():
         if name in ("paths",):
             continue
-        default = field.default if field.default is not None else None
         help_text = docs.get(name, "")
+        suffix = "(required)" if field.is_required() else f"(default: {field.default!r})"
         parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{prefix}{name}", default=None,
-                            metavar="VALUE", help=f"{help_text} (default: {default!r})".strip())
+                            metavar="VALUE", help=f"{help_text} {suffix}".strip())
 
 
 def cmd_run(args) -> int:
