@@ -97,7 +97,26 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
     actor_cls = ray.remote(_Worker).options(num_cpus=component.num_cpus, num_gpus=component.num_gpus,
                                            max_restarts=0, max_task_retries=0)
     size = pool_size(component, len(tasks))
+
+    def start_worker():
+        """A new actor, once its setup() has finished. A setup that fails is a configuration or environment
+        error (wrong model path, missing package), not bad data: it stops the run instead of rejecting rows."""
+        actor = actor_cls.remote(component, kind)
+        try:
+            ray.get(actor.ready.remote())
+        except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+            raise RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
+                               f"(finished shards are kept; rerun after fixing): {exc}") from None
+        return actor
+
     idle = [actor_cls.remote(component, kind) for _ in range(size)]
+    try:
+        ray.get([a.ready.remote() for a in idle])
+    except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+        for a in idle:
+            ray.kill(a, no_restart=True)
+        raise RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
+                           f"(finished shards are kept; rerun after fixing): {exc}") from None
     pending = list(reversed(tasks))
     attempts: dict[str, int] = {}
     running: dict[Any, tuple[Any, tuple]] = {}
@@ -118,7 +137,7 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                 shard = task[2]
                 attempts[shard] = attempts.get(shard, 0) + 1
                 ray.kill(actor, no_restart=True)
-                idle.append(actor_cls.remote(component, kind))
+                idle.append(start_worker())
                 if attempts[shard] <= component.max_retries:
                     log.warning("worker died on %s/%s (attempt %d), retrying: %s", component.name, shard,
                                 attempts[shard], str(exc).splitlines()[0])

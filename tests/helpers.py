@@ -35,3 +35,15 @@ class Raises(Stage):
             if self.marker in (t or ""):
                 raise ValueError("boom")
         return Verdict([None] * len(texts), columns={"seen": [True] * len(texts)})
+
+
+class BadSetup(Stage):
+    """Fails in setup(), like an engine pointed at a model that does not exist."""
+
+    type: ClassVar[str] = "test_bad_setup"
+
+    def setup(self) -> None:
+        raise FileNotFoundError("model directory /nonexistent not found")
+
+    def process(self, table: pa.Table) -> Verdict:  # pragma: no cover - never reached
+        return Verdict([None] * len(table))

@@ -139,3 +139,10 @@ def test_worker_death_is_retried_then_rejected(tmp_path, corpus_rows, ray_sessio
     st = collect_stats(tmp_path / "run")["stages"][1]
     assert st["reasons"].get("worker_died", 0) >= 1
     assert st["kept"] > 0  # other shards went on
+
+
+def test_failing_setup_stops_the_run_instead_of_rejecting_rows(tmp_path, corpus_rows, ray_session):
+    src = write_sample(corpus_rows[:20], tmp_path / "in.parquet")
+    with pytest.raises(RuntimeError, match=r"(?s)stage 'test_bad_setup': a worker's setup\(\) failed.*nonexistent"):
+        run_pipeline(config([src], [{"type": "test_bad_setup"}]), tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run" / "stages" / "01-test_bad_setup" / "done").glob("*.json"))
