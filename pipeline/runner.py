@@ -98,25 +98,19 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                                            max_restarts=0, max_task_retries=0)
     size = pool_size(component, len(tasks))
 
-    def start_worker():
-        """A new actor, once its setup() has finished. A setup that fails is a configuration or environment
+    def started(actors: list) -> list:
+        """``actors`` once their setup() has finished. A setup that fails is a configuration or environment
         error (wrong model path, missing package), not bad data: it stops the run instead of rejecting rows."""
-        actor = actor_cls.remote(component, kind)
         try:
-            ray.get(actor.ready.remote())
+            ray.get([a.ready.remote() for a in actors])
         except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+            for a in actors:
+                ray.kill(a, no_restart=True)
             raise RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
                                f"(finished shards are kept; rerun after fixing): {exc}") from None
-        return actor
+        return actors
 
-    idle = [actor_cls.remote(component, kind) for _ in range(size)]
-    try:
-        ray.get([a.ready.remote() for a in idle])
-    except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
-        for a in idle:
-            ray.kill(a, no_restart=True)
-        raise RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
-                           f"(finished shards are kept; rerun after fixing): {exc}") from None
+    idle = started([actor_cls.remote(component, kind) for _ in range(size)])
     pending = list(reversed(tasks))
     attempts: dict[str, int] = {}
     running: dict[Any, tuple[Any, tuple]] = {}
@@ -137,7 +131,7 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                 shard = task[2]
                 attempts[shard] = attempts.get(shard, 0) + 1
                 ray.kill(actor, no_restart=True)
-                idle.append(start_worker())
+                idle += started([actor_cls.remote(component, kind)])
                 if attempts[shard] <= component.max_retries:
                     log.warning("worker died on %s/%s (attempt %d), retrying: %s", component.name, shard,
                                 attempts[shard], str(exc).splitlines()[0])

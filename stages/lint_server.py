@@ -30,25 +30,8 @@ def main() -> None:
     reply = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = io.StringIO()
     import astroid
-    import astroid.modutils
-    import pylint
     from pylint.lint import Run
     from pylint.reporters import CollectingReporter
-
-    # Every Run() re-discovers pylint's own checker and reporter modules by file path (realpath-heavy, ~35 ms a
-    # file). Those modules are already imported, so a repeat lookup returns the same module object: memoize it.
-    pylint_dir = os.path.dirname(pylint.__file__) + os.sep
-    load_module_from_file = astroid.modutils.load_module_from_file
-    plugin_modules: dict = {}
-
-    def load_plugin_module(filepath: str):
-        if not filepath.startswith(pylint_dir):
-            return load_module_from_file(filepath)
-        if filepath not in plugin_modules:
-            plugin_modules[filepath] = load_module_from_file(filepath)
-        return plugin_modules[filepath]
-
-    astroid.modutils.load_module_from_file = load_plugin_module
 
     finders = list(sys.meta_path)
     finder_state = [dict(vars(f)) if hasattr(f, "__dict__") and not isinstance(f, type) else None for f in finders]

@@ -323,9 +323,6 @@ class Rewrite(Stage):
             s["structured_outputs"] = StructuredOutputsParams(regex=self.guided_regex)
         return SamplingParams(seed=self.seed, **s)
 
-    def prompt_ids(self, text: str) -> list[int]:
-        return chat_token_ids(self._tok, self._prompt.messages(text))
-
     # -- the one method ----------------------------------------------------------------------------------------
     def process(self, table: pa.Table) -> Verdict:
         if not hasattr(self, "_llm"):
@@ -361,7 +358,7 @@ class Rewrite(Stage):
             requests.append(TokensPrompt(prompt_token_ids=ids))
             index.append(i)
         outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
-        rewritten: list[str | None] = list(texts)
+        rewritten: list[str | None] = list(texts)  # kept rows get their rewrite; rejected rows keep the input
         scores: list[float | None] = [None] * n
         rule = self._prompt.extract
         for i, out in zip(index, outputs):
@@ -407,10 +404,6 @@ class Rewrite(Stage):
         }
         if self._prompt.score is not None:
             columns[f"{name}_self_score"] = pa.array(scores, pa.float64())
-        # rejected rows keep their input in `text`; kept rows carry the rewrite
-        for i in range(n):
-            if reasons[i] is not None:
-                rewritten[i] = texts[i]
         return Verdict(reasons, columns=columns, details=details,
                        counters={"output_tokens": float(sum(out_tokens)), "prompt_tokens": float(sum(prompt_tokens)),
                                  "requests": float(len(requests))})
