@@ -11,12 +11,19 @@ Some import machinery is stateful (setuptools' ``_distutils_hack`` finder turns 
 process once ``pip`` is looked up): when a file changes the finders, they are restored and the astroid cache
 entries built meanwhile are dropped, so every file sees what a fresh ``pylint`` process sees.
 
+Python's cyclic garbage collector is switched off while files are linted and run as one full collection every
+``SWALLOW_LINT_GC_EVERY`` files (default 50): astroid's cache is a large, growing graph of objects, and the
+automatic full collections that keep re-walking it while it grows took about a third of pylint's time on a cold
+cache (100 real files: 40 s -> 25-29 s, same scores). Collecting every few files bounds the memory that the
+files' own cyclic garbage (their ASTs) holds in between. Garbage collection does not change what pylint finds.
+
 Protocol: one JSON line per request on stdin, ``{"path": ..., "modname": ...}``; one JSON line per reply on
 the original stdout: ``{"status": "ok", "note": float|null, "statements": int}`` or
 ``{"status": "error", "detail": str}``. pylint's own output is captured and discarded.
 """
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -43,6 +50,9 @@ def main() -> None:
     from pylint.utils import LinterStats
 
     linter = None
+    gc_every = max(1, int(os.environ.get("SWALLOW_LINT_GC_EVERY", "50")))
+    gc.disable()
+    n_linted = 0
 
     def lint_file(path: str, reporter):
         """Lint one file; the first builds the linter through Run (as the CLI), later ones reuse it.
@@ -90,6 +100,9 @@ def main() -> None:
                     if state is not None:
                         vars(f).clear()
                         vars(f).update(state)
+        n_linted += 1
+        if n_linted % gc_every == 0:
+            gc.collect()  # the previous files' garbage; this file's module was dropped from the cache above
         reply.write(json.dumps(out) + "\n")
 
 
