@@ -32,7 +32,11 @@ def stage_dirs(run_dir: Path, cfg: PipelineConfig) -> list[StageDir]:
     return [StageDir(run_dir / "stages" / f"{i:02d}-{c.name}") for i, c in enumerate(comps)]
 
 
+_EMBEDDED = False  # whether this process started a local Ray (which no node will join)
+
+
 def init_ray(cfg: PipelineConfig) -> None:
+    global _EMBEDDED
     import ray
 
     if ray.is_initialized():
@@ -43,6 +47,7 @@ def init_ray(cfg: PipelineConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
+        _EMBEDDED = True
         ray.init(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus,
                  object_store_memory=cfg.ray.object_store_memory, include_dashboard=False,
                  runtime_env=env, log_to_driver=True, configure_logging=False)
@@ -73,6 +78,13 @@ class _Worker:
 def pool_size(component, n_tasks: int) -> int:
     import ray
 
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if component.num_cpus > largest:  # such an actor waits for a node big enough to place it on
+        msg = (f"stage {component.name} needs {component.num_cpus:g} CPUs per worker; the largest node has "
+               f"{largest:g} (set stages.{component.name}.num_cpus)")
+        if _EMBEDDED:  # no node will ever join a local Ray
+            raise RuntimeError(msg)
+        log.warning("%s; waiting for the cluster to add one", msg)
     if component.concurrency:
         return max(1, min(component.concurrency, n_tasks))
     res = ray.cluster_resources()
@@ -98,19 +110,17 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                                            max_restarts=0, max_task_retries=0)
     size = pool_size(component, len(tasks))
 
-    def started(actors: list) -> list:
-        """``actors`` once their setup() has finished. A setup that fails is a configuration or environment
-        error (wrong model path, missing package), not bad data: it stops the run instead of rejecting rows."""
-        try:
-            ray.get([a.ready.remote() for a in actors])
-        except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
-            for a in actors:
-                ray.kill(a, no_restart=True)
-            raise RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
-                               f"(finished shards are kept; rerun after fixing): {exc}") from None
-        return actors
+    def setup_failed(exc: Exception, actors: list) -> RuntimeError:
+        """A setup() that fails is a configuration or environment error (wrong model path, missing package),
+        not bad data: it stops the run instead of rejecting rows."""
+        for a in actors:
+            ray.kill(a, no_restart=True)
+        return RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
+                            f"(finished shards are kept; rerun after fixing): {exc}")
 
-    idle = started([actor_cls.remote(component, kind) for _ in range(size)])
+    # each actor takes work as soon as its own setup() is done (no waiting for the slowest to start)
+    starting = {a.ready.remote(): a for a in (actor_cls.remote(component, kind) for _ in range(size))}
+    idle: list = []
     pending = list(reversed(tasks))
     attempts: dict[str, int] = {}
     running: dict[Any, tuple[Any, tuple]] = {}
@@ -122,8 +132,17 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                 task = pending.pop()
                 ref = getattr(actor, method).remote(*task)
                 running[ref] = (actor, task)
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running) + list(starting), num_returns=1)
             ref = done[0]
+            if ref in starting:
+                actor = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+                    raise setup_failed(exc, [actor, *starting.values(), *idle,
+                                             *(a for a, _ in running.values())]) from None
+                idle.append(actor)
+                continue
             actor, task = running.pop(ref)
             try:
                 stats = ray.get(ref)
@@ -131,7 +150,8 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
                 shard = task[2]
                 attempts[shard] = attempts.get(shard, 0) + 1
                 ray.kill(actor, no_restart=True)
-                idle += started([actor_cls.remote(component, kind)])
+                replacement = actor_cls.remote(component, kind)
+                starting[replacement.ready.remote()] = replacement
                 if attempts[shard] <= component.max_retries:
                     log.warning("worker died on %s/%s (attempt %d), retrying: %s", component.name, shard,
                                 attempts[shard], str(exc).splitlines()[0])
@@ -147,10 +167,12 @@ def run_tasks(component, kind: str, method: str, tasks: list[tuple[Any, str, str
             results.append(stats)
             progress.update(stats)
     finally:
+        for a in starting.values():
+            ray.kill(a, no_restart=True)
         for a in idle + [a for a, _ in running.values()]:
             try:
                 ray.get(a.shutdown.remote(), timeout=60)
-            except Exception:  # noqa: BLE001 - best effort
+            except Exception:  # noqa: BLE001 - best effort (a killed actor included)
                 pass
             ray.kill(a, no_restart=True)
     return results

@@ -146,3 +146,14 @@ def test_failing_setup_stops_the_run_instead_of_rejecting_rows(tmp_path, corpus_
     with pytest.raises(RuntimeError, match=r"(?s)stage 'test_bad_setup': a worker's setup\(\) failed.*nonexistent"):
         run_pipeline(config([src], [{"type": "test_bad_setup"}]), tmp_path / "run", progress=False)
     assert not list((tmp_path / "run" / "stages" / "01-test_bad_setup" / "done").glob("*.json"))
+
+
+def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session, monkeypatch):
+    """An actor asking for more CPUs than any node has would wait forever on a local Ray: say so instead."""
+    from pipeline import runner
+    from stages.code import SyntaxFilter
+
+    monkeypatch.setattr(runner, "_EMBEDDED", True)
+    with pytest.raises(RuntimeError, match=r"syntax_filter needs 64 CPUs per worker.*stages\.syntax_filter\.num_cpus"):
+        runner.pool_size(SyntaxFilter(num_cpus=64), 4)
+    assert runner.pool_size(SyntaxFilter(num_cpus=1), 4) == 2  # the test cluster's 2 CPUs
