@@ -36,7 +36,8 @@ def test_tokenize_byte_identical_to_megatron_builder(tmp_path, corpus_rows, name
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     texts = [r["content"] for r in corpus_rows[:150]] + ["", None]
-    stage = Tokenize(tokenizer=str(TOKENIZERS / name / "tokenizer.json.gz"))
+    # slices of 16 documents: encoding of one slice overlaps the conversion of the previous one
+    stage = Tokenize(tokenizer=str(TOKENIZERS / name / "tokenizer.json.gz"), encode_batch_size=16)
     stage.setup()
     assert stage._dtype is dtype
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
@@ -46,7 +47,11 @@ def test_tokenize_byte_identical_to_megatron_builder(tmp_path, corpus_rows, name
     empty_in_corpus = sum(1 for t in texts[:150] if not t)
     assert len(docs) == 150 - empty_in_corpus
     eod = stage._eod
-    assert all(d[-1] == eod for d in docs)
+    # every document's ids, in input order, are the tokenizer's own ids one at a time, then the EOD
+    plain = load_tokenizer(str(TOKENIZERS / name / "tokenizer.json.gz"))
+    expected = [plain.encode(t, add_special_tokens=False).ids + [eod] for t in texts[:150] if t]
+    assert [d.tolist() for d in docs] == expected
+    assert all(d.dtype == dtype for d in docs)
     stage.write_side(docs, str(tmp_path / "ours"), "00000")
     ours = tmp_path / "ours" / "megatron" / "00000"
     ref = str(tmp_path / "ref")
