@@ -180,6 +180,7 @@ def main() -> None:
         bare_json = str(folder / "tokenizer.json")
         ray.init(num_cpus=a.workers, include_dashboard=False, object_store_memory=500_000_000,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, configure_logging=False)
+
         def pipeline_cfg(cpus):
             return load_config(None, raw={
                 "kind": "code", "source": {"type": "records", "paths": [str(src)], "shard_bytes": 16_000_000},

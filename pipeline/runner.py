@@ -44,10 +44,10 @@ def init_ray(cfg: PipelineConfig) -> None:
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
                                                                    os.environ.get("PYTHONPATH", "")] if p)}}
+    _EMBEDDED = not address
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        _EMBEDDED = True
         ray.init(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus,
                  object_store_memory=cfg.ray.object_store_memory, include_dashboard=False,
                  runtime_env=env, log_to_driver=True, configure_logging=False)
