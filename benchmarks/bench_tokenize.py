@@ -60,8 +60,8 @@ class Encoder:
 
     tokenizer = None
 
-    def __init__(self, model_dir: str, bare_json: str | None = None):
-        self.model_dir, self.bare_json = model_dir, bare_json
+    def __init__(self, model_dir: str, bare_json: str | None = None, eod: int | None = None):
+        self.model_dir, self.bare_json, self.eod = model_dir, bare_json, eod
 
     def initializer(self):
         if self.bare_json:  # the variant with the bare tokenizers.Tokenizer
@@ -103,8 +103,7 @@ def preprocess_data(jsonl: Path, out_prefix: str, workers: int, model_dir: str, 
     """``Partition.process_json_file`` of preprocess_data.py (one partition): pool.imap(encode, fin, 32)."""
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    encoder = Encoder(model_dir, bare_json)
-    encoder.eod = eod
+    encoder = Encoder(model_dir, bare_json, eod)
     tokens = 0
     with open(jsonl, encoding="utf-8") as fin, POOL_CONTEXT.Pool(workers, initializer=encoder.initializer) as pool:
         builder = IndexedDatasetBuilder(out_prefix + ".bin", dtype=dtype)
