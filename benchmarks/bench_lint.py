@@ -1,11 +1,15 @@
-"""Lint filter throughput: our Ray stage (in-process pylint in long-lived workers) vs the baseline of one
-``pylint`` subprocess per file with the same options (what the original SwallowCode scripts do), on the same
-real files, both with as many parallel workers as CPUs. Checks that both give the same scores.
+"""Lint filter, end to end: ``swallow lint_filter`` (a fresh process: Ray start, ingest, the stage, shutdown) vs
+one ``python -m pylint`` process per file with the same options (what the original SwallowCode scripts do), on
+the same real files, both with as many files in flight as CPUs. Checks that both give the same scores.
+
+Two samples from ``../shared/data/python/python_corpus.parquet``: the first 300 files that compile (< 40 KB),
+and 150 files drawn at random (fixed seed) from the other files that compile, so that no sample was chosen by
+looking at its speed. Short runs show the fixed costs (Ray start, each worker's warm-up) that long runs hide.
 
 The machine is a noisy shared VM: with ``--rounds N`` both sides run N times, interleaved, and the speedup is
 taken from each side's best (minimum) time, as ``timeit`` does; medians are printed too.
 
-    python benchmarks/bench_lint.py [--files 300] [--workers 2] [--rounds 1]
+    python benchmarks/bench_lint.py [--samples first300,random150] [--rounds 1] [--workers 2]
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,87 +47,91 @@ def compiles(src: str) -> bool:
         return False
 
 
-def baseline_one(args):
+def samples() -> dict[str, list[dict]]:
+    rows = pq.read_table(CORPUS).to_pylist()
+    good = [r for r in rows if r["content"].strip() and compiles(r["content"]) and len(r["content"]) < 40_000]
+    first = good[:300]
+    rest = good[300:]
+    return {"first300": first, "random150": random.Random(20261123).sample(rest, 150)}
+
+
+def cli_score(args) -> float:
+    """The baseline: one ``python -m pylint`` per file, in an empty folder of its own, with the same empty rcfile
+    (so neither side reads configuration from the disk around it)."""
     from stages.code import SWALLOWCODE_DISABLE, pylint_args
 
-    rid, text, tmp = args
-    d = Path(tmp) / rid
+    name, text, tmp, rcfile = args
+    d = Path(tmp) / name
     d.mkdir()
-    p = d / f"m_{rid}.py"
+    p = d / f"m_{name}.py"
     p.write_text(text, encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "pylint", *pylint_args(SWALLOWCODE_DISABLE), str(p)],
-                         capture_output=True, text=True, cwd=d, env={**os.environ, "PYLINTHOME": str(d)}).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYLINTRC")}
+    out = subprocess.run([sys.executable, "-m", "pylint", *pylint_args(SWALLOWCODE_DISABLE, rcfile), str(p)],
+                         capture_output=True, text=True, cwd=d, env={**env, "PYLINTHOME": str(d)}).stdout
     m = re.search(r"rated at (-?[\d.]+)/10", out)
     return float(m.group(1)) if m else 0.0
 
 
+def run_ours(src: Path, out: Path, workers: int) -> tuple[float, dict[str, float]]:
+    """The whole command a user types, timed from process start to exit."""
+    swallow = Path(sys.executable).with_name("swallow")
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(swallow), "lint_filter", "--input", str(src), "--output", str(out), "--no-progress",
+                           "--ray-cpus", str(workers), "--set", "source.shard_bytes=40000"],
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"swallow lint_filter failed:\n{proc.stderr[-3000:]}")
+    stage = out / "stages" / "01-lint_filter"
+    table = pa.concat_tables([pq.read_table(f, columns=["blob_id", "pylint_score"])
+                              for part in ("kept", "rejected") for f in (stage / part).glob("*.parquet")])
+    return elapsed, dict(zip(table.column("blob_id").to_pylist(), table.column("pylint_score").to_pylist()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=300)
+    ap.add_argument("--samples", default="first300,random150")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=1, help="times each side runs, interleaved; best time counts")
     a = ap.parse_args()
-    rows = pq.read_table(CORPUS).to_pylist()
-    picked = [r for r in rows if r["content"].strip() and compiles(r["content"]) and len(r["content"]) < 40_000]
-    picked = picked[: a.files]
-    n_bytes = sum(len(r["content"]) for r in picked)
-    print(f"{len(picked)} real files, {n_bytes / 1e6:.2f} MB, {a.workers} workers, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs")
-
-    import statistics
-
-    import ray
-
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats
-    from pipeline.runner import run_pipeline
-
-    ids = [f"b{i}" for i in range(len(picked))]
-    ours_times, base_times, agree = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "records.parquet"
-        table = pa.table({"id": ids, "text": [r["content"] for r in picked], "source_file": ["bench"] * len(ids),
-                          "source_offset": list(range(len(ids))), "repo": [r["repo"] for r in picked],
-                          "path": [r["path"] for r in picked], "license": [r["license"] for r in picked],
-                          "blob_id": [r["blob_id"] for r in picked], "language": ["python"] * len(ids)})
-        # ~40 shards so the pool has work to balance
-        pq.write_table(table, src, row_group_size=max(1, len(ids) // 40))
-        raw = {"kind": "code", "source": {"type": "records", "paths": [str(src)], "shard_bytes": 1},
-               "stages": [{"type": "lint_filter", "batch_size": 16, "concurrency": a.workers}],
-               "export": {"enabled": False}}
-        for r in range(a.rounds):
-            ray.init(num_cpus=a.workers, include_dashboard=False, object_store_memory=300_000_000,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, configure_logging=False)
-            run_dir = Path(tmp) / f"run{r}"
-            run_pipeline(load_config(None, raw=raw), run_dir, progress=False)
-            # the lint stage's wall clock: its actors' start, the lint processes' start and every shard
-            ours_times.append(collect_stats(run_dir)["stages"][1]["elapsed_s"])
-            ray.shutdown()  # the baseline runs without Ray in the background
-            out = pa.concat_tables([pq.read_table(f) for f in (run_dir / "stages" / "01-lint_filter").glob("*/*.parquet")
-                                    if f.parent.name in ("kept", "rejected")], promote_options="permissive")
-            ours = dict(zip(out.column("id").to_pylist(), out.column("pylint_score").to_pylist()))
-            print(f"round {r + 1}: ours {ours_times[-1]:6.1f} s", end="", flush=True)
-
-            base_dir = Path(tmp) / f"baseline{r}"
-            base_dir.mkdir()
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(a.workers) as pool:
-                base_scores = list(pool.map(baseline_one, [(i, p["content"], base_dir) for i, p in zip(ids, picked)]))
-            base_times.append(time.perf_counter() - t0)
-            same = [i for i, b in zip(ids, base_scores) if (ours.get(i) if ours.get(i) is not None else 0.0) == b]
-            agree.append(len(same))
-            print(f"   baseline {base_times[-1]:6.1f} s   identical scores {len(same)}/{len(ids)}", flush=True)
-            for i, b, p in zip(ids, base_scores, picked):
-                o = ours.get(i) if ours.get(i) is not None else 0.0
-                if o != b:
-                    print(f"  differs: {i} {p['repo']}/{p['path']} ours {o} cli {b}")
-    ours_s, base_s = min(ours_times), min(base_times)
-    print(f"ours (Ray stage, in-process pylint): {ours_s:8.1f} s  {len(ids) / ours_s:6.2f} files/s"
-          f"   (median {statistics.median(ours_times):.1f} s)")
-    print(f"baseline (pylint subprocess/file):  {base_s:8.1f} s  {len(ids) / base_s:6.2f} files/s"
-          f"   (median {statistics.median(base_times):.1f} s)")
-    print(f"speedup: {base_s / ours_s:.2f}x (medians {statistics.median(base_times) / statistics.median(ours_times):.2f}x)"
-          f"   identical scores: {min(agree)}/{len(ids)} in every round")
+    all_samples = samples()
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {a.workers} files in flight "
+          f"each side, Python {sys.version.split()[0]}")
+    summary = []
+    for name in a.samples.split(","):
+        picked = all_samples[name]
+        print(f"\n== {name}: {len(picked)} real files, {sum(len(r['content']) for r in picked) / 1e6:.2f} MB")
+        ours_t, base_t, agree = [], [], []
+        for rnd in range(a.rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp = Path(tmp)
+                rows = [dict(r, blob_id=f"{name}-{i}", path=f"f{i}.py") for i, r in enumerate(picked)]
+                src = tmp / "input.parquet"
+                pq.write_table(pa.Table.from_pylist(rows), src, row_group_size=16)
+                elapsed, ours = run_ours(src, tmp / "run", a.workers)
+                ours_t.append(elapsed)
+                rcfile = tmp / "empty-pylintrc"
+                rcfile.write_text("")
+                base_dir = tmp / "baseline"
+                base_dir.mkdir()
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(a.workers) as pool:
+                    base = list(pool.map(cli_score, [(r["blob_id"], r["content"], base_dir, rcfile) for r in rows]))
+                base_t.append(time.perf_counter() - t0)
+                diff = [(r["blob_id"], r["repo"] + "/" + picked[i]["path"], ours.get(r["blob_id"]), b)
+                        for i, (r, b) in enumerate(zip(rows, base)) if (ours.get(r["blob_id"]) or 0.0) != b]
+                agree.append(len(rows) - len(diff))
+                print(f"round {rnd + 1}: ours {ours_t[-1]:6.1f} s   baseline {base_t[-1]:6.1f} s   "
+                      f"ratio {base_t[-1] / ours_t[-1]:5.2f}x   identical scores {agree[-1]}/{len(rows)}", flush=True)
+                for d in diff:
+                    print(f"  differs: {d[0]} {d[1]} ours {d[2]} cli {d[3]}")
+                shutil.rmtree(base_dir, ignore_errors=True)
+        best = min(base_t) / min(ours_t)
+        med = statistics.median(base_t) / statistics.median(ours_t)
+        summary.append((name, len(picked), min(ours_t), min(base_t), best, med, min(agree)))
+    print("\nsample       files   ours (s)   baseline (s)   speedup best (median)   identical")
+    for name, n, o, b, best, med, ag in summary:
+        print(f"{name:<12} {n:>5} {o:>10.1f} {b:>14.1f} {best:>12.2f}x ({med:.2f}x) {ag:>8}/{n}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import plugins
 from pipeline.config import ConfigError, load_config
-from pipeline.source import SOURCES
-from pipeline.stage import REGISTRY
 
 EPILOG = """examples:
   swallow run configs/demo_code.yaml --output runs/demo
@@ -68,7 +67,7 @@ def cmd_run(args) -> int:
 
     run_dir = args.output or str(Path("runs") / Path(args.config).stem)
     summary = run_pipeline(cfg, run_dir, progress=not args.no_progress,
-                           export=False if args.no_export else None)
+                           export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
     return 0
@@ -76,7 +75,7 @@ def cmd_run(args) -> int:
 
 def cmd_stage(args) -> int:
     """Run one stage alone: a source over ``--input`` then the stage."""
-    stage_cls = REGISTRY[args.stage_type]
+    stage_cls = plugins.component_class("stage", args.stage_type)
     source_type = args.source or ("records" if all(_is_records(p) for p in args.input) else "code")
     stage = {"type": args.stage_type}
     for name in stage_cls.model_fields:
@@ -91,7 +90,7 @@ def cmd_stage(args) -> int:
     from pipeline.ledger import format_stats
     from pipeline.runner import run_pipeline
 
-    print(format_stats(run_pipeline(cfg, args.output, progress=not args.no_progress)))
+    print(format_stats(run_pipeline(cfg, args.output, progress=not args.no_progress, executor=args.executor)))
     return 0
 
 
@@ -140,26 +139,15 @@ def cmd_stats(args) -> int:
     return 0
 
 
-def cmd_publish(args) -> int:
-    from stages.publish import format_plan, publish
-
-    print(format_plan(publish(args.run_dir, args.repo_id, megatron=args.megatron, private=args.private,
-                              dry_run=args.dry_run, revision=args.revision, message=args.message)))
-    return 0
-
-
 def cmd_export(args) -> int:
-    from stages.write import export_dataset
-
     raw = yaml.safe_load((Path(args.run_dir) / "run.yaml").read_text())
-    out = export_dataset(args.run_dir, load_config(None, args.set, raw=raw))
+    cfg = load_config(None, args.set, raw=raw)
+    out = cfg.export.write(Path(args.run_dir), cfg)
     print(f"dataset written to {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import stages  # noqa: F401  (registers stage types)
-
     p = argparse.ArgumentParser(prog="swallow", description="Build SwallowCode/SwallowMath-style pre-training "
                                 "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. stages.lint_filter.min_score=8 or ray.num_cpus=4 (repeatable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-export", action="store_true", help="skip writing RUN/dataset after the stages")
+    r.add_argument("--executor", choices=["ray", "inline"], default="ray",
+                   help="ray (default: an embedded local Ray, or the cluster of RAY_ADDRESS) or inline (this "
+                   "process, one task at a time: for debugging)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="check a run's ledger: every input id kept or rejected exactly once",
@@ -190,25 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="also draw the per-stage funnel into this PNG")
     s.set_defaults(func=cmd_stats)
 
-    pb = sub.add_parser("publish", help="upload a run's dataset (Parquet + card) to the Hugging Face Hub",
-                        description="Pre-upload every file, then add them in one commit (retried with back-off on "
-                        "429/412/5xx). The token is read from HF_TOKEN or the huggingface-cli login file and is "
-                        "never printed. HF_ENDPOINT selects another Hub.")
-    pb.add_argument("run_dir")
-    pb.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo (created if missing)")
-    pb.add_argument("--megatron", action="store_true", help="also upload the Megatron .bin/.idx files")
-    pb.add_argument("--private", action="store_true", help="create the repo private")
-    pb.add_argument("--revision", help="branch to commit to (default: main)")
-    pb.add_argument("--message", help="commit message")
-    pb.add_argument("--dry-run", action="store_true", help="list what would be uploaded; touch nothing")
-    pb.set_defaults(func=cmd_publish)
-
     ex = sub.add_parser("export", help="(re)write RUN/dataset (bounded Parquet shards + card) from a finished run")
     ex.add_argument("run_dir")
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override export.* keys")
     ex.set_defaults(func=cmd_export)
 
-    for type_name, cls in sorted(REGISTRY.items()):
+    for add_command in plugins.commands():  # e.g. `swallow publish`, declared by the package that provides it
+        add_command(sub)
+
+    for type_name, cls in sorted(plugins.load_all("stage").items()):
         doc = (cls.__doc__ or "").strip()
         sp = sub.add_parser(type_name, help=doc.splitlines()[0] if doc else type_name, description=doc,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input files/directories/globs (raw corpus, or a directory of a run's shards)")
         sp.add_argument("--output", "-o", required=True, help="run directory to write")
         sp.add_argument("--kind", default="code", choices=["code", "web"], help="dataset kind (default: code)")
-        sp.add_argument("--source", choices=sorted(SOURCES), help="how to read --input (default: guessed)")
+        sp.add_argument("--source", choices=plugins.known_types("source"),
+                        help="how to read --input (default: guessed)")
         sp.add_argument("--ray-cpus", type=int, help="logical CPUs of the embedded Ray (default: the machine's)")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any key, e.g. source.content_column=code")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("--executor", choices=["ray", "inline"], default="ray", help="ray (default) or inline")
         group = sp.add_argument_group(f"{type_name} options")
         add_component_options(group, cls, prefix="opt_")
         sp.set_defaults(func=cmd_stage, stage_type=type_name)

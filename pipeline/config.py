@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.source import SOURCES, Source
-from pipeline.stage import REGISTRY, Stage
+from pipeline import plugins
+from pipeline.component import Component
 
 
 class ConfigError(ValueError):
@@ -34,40 +34,25 @@ class RayConfig(BaseModel):
     object_store_memory: int | None = 1_000_000_000
 
 
-class ExportConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    #: Write the final dataset (bounded Parquet shards + dataset card) under RUN/dataset after the stages.
-    enabled: bool = True
-    #: Upper bound of one final Parquet file, bytes of Arrow data.
-    max_shard_bytes: int = 1_000_000_000
-    #: Columns of the final dataset (provenance is always kept); empty: all columns.
-    columns: list[str] = []
-    #: Dataset card fields.
-    pretty_name: str = ""
-    license: str = "other"
-    language: list[str] = ["en"]
-
-
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     #: Dataset kind: decides the base schema checked on every shard.
     kind: Literal["code", "web"]
+    #: The first stage: turns raw inputs into records (``pipeline.source.Source``).
     source: Any
+    #: Stages in order (``pipeline.stage.Stage``).
     stages: list[Any] = []
     ray: RayConfig = RayConfig()
-    export: ExportConfig = ExportConfig()
+    #: What the run writes at the end from the last stage's kept rows (an output type; default ``dataset``:
+    #: bounded Parquet files and a dataset card under RUN/dataset). ``enabled: false`` skips it.
+    export: Any = None
     #: Free-form description written into the dataset card.
     description: str = ""
     #: Python modules imported before validation, to register your own stage types (no project change needed).
     plugins: list[str] = []
 
-    @property
-    def source_obj(self) -> Source:
-        return self.source
-
-    @property
-    def stage_objs(self) -> list[Stage]:
-        return self.stages
+    def components(self) -> list[Component]:
+        return [self.source, *self.stages]
 
 
 def _fmt_loc(prefix: str, loc: tuple) -> str:
@@ -111,15 +96,20 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[last] = value
 
 
-def build_component(where: str, prefix: str, raw: Any, registry: dict) -> Any:
+def build_component(where: str, prefix: str, raw: Any, role: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {prefix}: expected a mapping, got {type(raw).__name__}")
     type_name = raw.get("type")
-    if type_name not in registry:
-        raise ConfigError(f"{where}: {prefix}.type: unknown type {type_name!r}; known: {', '.join(sorted(registry))}")
+    try:
+        cls = plugins.component_class(role, type_name) if isinstance(type_name, str) else None
+    except plugins.PluginError as exc:
+        raise ConfigError(f"{where}: {prefix}.type: {exc}") from None
+    if cls is None:
+        raise ConfigError(f"{where}: {prefix}.type: unknown {role} type {type_name!r}; known: "
+                          f"{', '.join(plugins.known_types(role))}")
     fields = {k: v for k, v in raw.items() if k != "type"}
     try:
-        return registry[type_name](**fields)
+        return cls(**fields)
     except ValidationError as exc:
         raise ConfigError(_errors(where, prefix, exc)) from None
 
@@ -127,8 +117,6 @@ def build_component(where: str, prefix: str, raw: Any, registry: dict) -> Any:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 raw: dict | None = None) -> PipelineConfig:
     """Read, override and validate a pipeline config; raise ConfigError naming the file and key."""
-    import stages  # noqa: F401  (registers stage and source types)
-
     where = str(path) if path else "<config>"
     if raw is None:
         try:
@@ -142,16 +130,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{where}: top level must be a mapping")
     for ov in overrides or []:
         apply_override(raw, ov)
-    import importlib
-
-    for mod in raw.get("plugins") or []:
-        try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            raise ConfigError(f"{where}: plugins: cannot import {mod!r}: {exc}") from None
+    mods = raw.get("plugins") or []
+    if not isinstance(mods, list):
+        raise ConfigError(f"{where}: plugins: expected a list of module names")
+    try:
+        plugins.import_modules([str(m) for m in mods])
+    except plugins.PluginError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     if "source" not in raw:
         raise ConfigError(f"{where}: source: missing required key")
-    source = build_component(where, "source", raw["source"], SOURCES)
+    source = build_component(where, "source", raw["source"], "source")
     stage_list = raw.get("stages") or []
     if not isinstance(stage_list, list):
         raise ConfigError(f"{where}: stages: expected a list")
@@ -160,21 +148,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         label = f"stages[{i}]"
         if isinstance(s, dict) and (s.get("name") or s.get("type")):
             label = f"stages.{s.get('name') or s.get('type')}"
-        built.append(build_component(where, label, s, REGISTRY))
+        built.append(build_component(where, label, s, "stage"))
     names = [source.name] + [s.name for s in built]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"{where}: stages: duplicate stage names {sorted(dup)}; give each a distinct `name`")
-    rest = {k: v for k, v in raw.items() if k not in ("source", "stages")}
+    export_raw = raw.get("export") if raw.get("export") is not None else {}
+    if isinstance(export_raw, dict):
+        export_raw = {"type": "dataset", **export_raw}
+    export = build_component(where, "export", export_raw, "output")
+    rest = {k: v for k, v in raw.items() if k not in ("source", "stages", "export")}
     try:
-        return PipelineConfig(source=source, stages=built, **rest)
+        return PipelineConfig(source=source, stages=built, export=export, **rest)
     except ValidationError as exc:
         raise ConfigError(_errors(where, "", exc)) from None
 
 
 def dump_config(cfg: PipelineConfig) -> dict:
     """The resolved config as plain data (what a run records and compares on resume)."""
-    out = cfg.model_dump(exclude={"source", "stages"})
-    out["source"] = {"type": cfg.source.type, **cfg.source.model_dump()}
-    out["stages"] = [{"type": s.type, **s.model_dump()} for s in cfg.stages]
+    out = cfg.model_dump(exclude={"source", "stages", "export"})
+    out["source"] = cfg.source.config_dict()
+    out["stages"] = [s.config_dict() for s in cfg.stages]
+    out["export"] = cfg.export.config_dict()
     return out

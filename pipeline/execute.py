@@ -6,6 +6,7 @@ plus rejected, and the ids of the outputs are exactly the ids of the input.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import traceback
@@ -17,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.records import check_schema, conform, empty_table
+from pipeline.phases import ShardContext, StageContext
+from pipeline.records import check_schema, conform, empty_table, make_id
 from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, write_json, write_parquet
 from pipeline.stage import Stage, Verdict
 
@@ -32,10 +34,10 @@ def text_bytes(table: pa.Table) -> int:
     return int(pc.sum(pc.binary_length(table.column("text").cast(pa.string()))).as_py() or 0)
 
 
-def safe_process(stage: Stage, batch: pa.Table) -> Verdict:
+def safe_process(stage: Stage, batch: pa.Table, ctx: ShardContext | None = None) -> Verdict:
     """Run ``stage.process``; if the batch raises, retry row by row and reject only the rows that raise."""
     try:
-        verdict = stage.process(batch)
+        verdict = stage.process(batch, ctx)
         verdict.check(len(batch), stage.name)
         return verdict
     except AssertionError:
@@ -46,7 +48,7 @@ def safe_process(stage: Stage, batch: pa.Table) -> Verdict:
                 reasons=[f"error:{type(exc).__name__}"],
                 details=["".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]],
             )
-    verdicts = [safe_process(stage, batch.slice(i, 1)) for i in range(len(batch))]
+    verdicts = [safe_process(stage, batch.slice(i, 1), ctx) for i in range(len(batch))]
     return merge_verdicts(verdicts)
 
 
@@ -61,7 +63,7 @@ def merge_verdicts(verdicts: list[Verdict]) -> Verdict:
         n = len(v.reasons)
         reasons += v.reasons
         details += v.details if v.details is not None else [None] * n
-        side += v.side if v.side is not None else [None] * n
+        side += v.artifacts if v.artifacts is not None else [None] * n
         counters.update(v.counters)
         for k in names:
             col = v.columns.get(k)
@@ -85,7 +87,7 @@ def apply_verdict(batch: pa.Table, verdict: Verdict, stage_name: str) -> tuple[p
     rejected = rejected.append_column("stage", pa.array([stage_name] * len(rej_idx), pa.string()))
     details = verdict.details or [None] * len(verdict.reasons)
     rejected = rejected.append_column("detail", pa.array([details[i] for i in rej_idx], pa.string()))
-    side = [verdict.side[i] for i, r in enumerate(verdict.reasons) if r is None] if verdict.side else []
+    side = [verdict.artifacts[i] for i, r in enumerate(verdict.reasons) if r is None] if verdict.artifacts else []
     return kept, rejected, side
 
 
@@ -150,15 +152,16 @@ def read_shard(path: Path, kind: str) -> pa.Table:
     return table
 
 
-def run_stage_shard(stage: Stage, kind: str, in_path: Path, stage_dir: StageDir, shard: str) -> dict:
-    """Process one finished shard of the previous stage with ``stage``."""
+def run_stage_shard(stage: Stage, ctx: StageContext, shard: str, in_path: Path) -> dict:
+    """Process one finished shard of the previous stage with ``stage`` (already set up)."""
     t0 = time.time()
-    table = read_shard(in_path, kind)
+    table = read_shard(in_path, ctx.kind)
+    shard_ctx = ShardContext(ctx, shard)
     kept_parts, rej_parts, side = [], [], []
     counters: Counter = Counter()
     for start in range(0, len(table), max(1, stage.batch_size)):
         batch = table.slice(start, stage.batch_size)
-        verdict = safe_process(stage, batch)
+        verdict = safe_process(stage, batch, shard_ctx)
         counters.update(verdict.counters)
         k, r, s = apply_verdict(batch, verdict, stage.name)
         kept_parts.append(k)
@@ -168,10 +171,10 @@ def run_stage_shard(stage: Stage, kind: str, in_path: Path, stage_dir: StageDir,
     kept = concat(kept_parts, empty)
     rejected = concat(rej_parts, reject_empty(empty))
     extra = {"counters": dict(counters), "info": stage.shard_info()}
-    artifacts = stage.write_side(side, str(stage_dir.path), shard)
+    artifacts = stage.write_artifacts(side, shard_ctx)
     if artifacts:
         extra["artifacts"] = artifacts
-    return finish_shard(stage_dir, shard, stage.name, kept, rejected, len(table),
+    return finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(table),
                         table.column("id").to_pylist(), extra, t0)
 
 
@@ -182,9 +185,10 @@ def reject_empty(schema_table: pa.Table) -> pa.Table:
     return t
 
 
-def run_source_shard(source, kind: str, spec: dict, stage_dir: StageDir, shard: str) -> dict:
+def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
     """Read one planned input shard; rows with a non-null ``reason`` are rejected at ingest."""
     t0 = time.time()
+    kind = ctx.kind
     kept_parts, rej_parts = [], []
     for table in source.read(spec):
         table = conform(table, kind)
@@ -202,4 +206,28 @@ def run_source_shard(source, kind: str, spec: dict, stage_dir: StageDir, shard: 
     rejected = concat(rej_parts, reject_empty(empty_table(kind)))
     n_in = len(kept) + len(rejected)
     extra = {"source": spec, "info": source.shard_info()}
-    return finish_shard(stage_dir, shard, source.name, kept, rejected, n_in, None, extra, t0)
+    return finish_shard(ctx.dir, shard, source.name, kept, rejected, n_in, None, extra, t0)
+
+
+def reject_whole_shard(component, ctx: StageContext, shard: str, in_path: Path | None, spec: dict | None,
+                       detail: str, reason: str = "worker_died") -> dict:
+    """Reject every row of a shard with one reason: what happens when a shard keeps killing its workers.
+
+    A source shard whose records could not be enumerated gets one record standing for the whole shard.
+    """
+    t0 = time.time()
+    kind = ctx.kind
+    if in_path is not None:
+        table = read_shard(in_path, kind)
+        ids = table.column("id").to_pylist()
+    else:
+        locator = json.dumps(spec, sort_keys=True)
+        table = conform(pa.table({"id": [make_id(locator, "shard")], "text": [None],
+                                  "source_file": [locator[:1000]], "source_offset": [0]}), kind)
+        ids = None
+    n = len(table)
+    rejected = table.append_column("reason", pa.array([reason] * n, pa.string()))
+    rejected = rejected.append_column("stage", pa.array([component.name] * n, pa.string()))
+    rejected = rejected.append_column("detail", pa.array([detail[:2000]] * n, pa.string()))
+    kept = table.schema.empty_table() if in_path is not None else empty_table(kind)
+    return finish_shard(ctx.dir, shard, component.name, kept, rejected, n, ids, {"worker_died": True}, t0)

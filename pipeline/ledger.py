@@ -2,8 +2,10 @@
 
 ``verify`` re-reads every output file (ids, not only counters): for each stage and shard, the marker's counts
 match the files, kept and rejected ids are disjoint, and their union is exactly the previous stage's kept ids
-(for the source: ids are unique across the whole run). The final dataset must hold exactly the last stage's
-kept ids. Any violation is reported naming the stage and shard.
+(for the source: ids are unique across the whole run); the stats file agrees with the shard files. Then each
+stage's own invariants (``Stage.verify``: a duplicate's survivor was kept, Megatron files match the kept rows)
+and the output's (the final dataset holds exactly the last stage's kept ids, with the content recorded at
+export). Any violation is reported naming the stage and shard.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.shards import KEPT, REJECTED, STATS, StageDir
+from pipeline.shards import KEPT, REJECTED, StageDir
 
 
 def list_stages(run_dir: Path) -> list[StageDir]:
@@ -80,23 +82,58 @@ def verify(run_dir: str | Path) -> list[str]:
                     problems.append(f"{where}: {len(want - got)} input ids missing, {len(got - want)} unexpected ids")
             else:
                 all_source_ids.update(ks | rs)
-            if not sd.file(STATS, shard).exists():
-                problems.append(f"{where}: stats file missing")
+            problems += check_stats(sd, shard, r_path, marker)
             kept_ids[shard] = ks
         if prev_kept is None:
             dups = [i for i, n in all_source_ids.items() if n > 1]
             if dups:
                 problems.append(f"{sd.path.name}: {len(dups)} ids appear in more than one source shard")
         prev_kept = kept_ids
-    dataset = run_dir / "dataset" / "data"
-    if dataset.exists() and prev_kept is not None and not problems:
-        final = set().union(*prev_kept.values()) if prev_kept else set()
-        got: list[str] = []
-        for f in sorted(dataset.glob("*.parquet")):
-            got += _ids(f)
-        if len(got) != len(set(got)) or set(got) != final:
-            problems.append(f"dataset: {len(got)} rows ({len(set(got))} distinct ids) but the last stage kept "
-                            f"{len(final)}")
+    problems += component_checks(run_dir, stages)
+    return problems
+
+
+def component_checks(run_dir: Path, stages: list[StageDir]) -> list[str]:
+    """Each stage's own invariants (``Stage.verify``) and the output's (``Output.verify``), from run.yaml."""
+    import yaml
+
+    from pipeline.config import ConfigError, load_config
+
+    run_yaml = run_dir / "run.yaml"
+    if not run_yaml.exists():
+        return [f"{run_dir}: no run.yaml: cannot check the stages' own invariants"]
+    try:
+        cfg = load_config(None, raw=yaml.safe_load(run_yaml.read_text()))
+    except ConfigError as exc:
+        return [f"{run_yaml}: cannot load the run's config to check its stages: {exc}"]
+    problems = []
+    by_dir = {sd.path.name: sd for sd in stages}
+    for i, comp in enumerate(cfg.components()):
+        sd = by_dir.get(f"{i:02d}-{comp.name}")
+        check = getattr(comp, "verify", None)
+        if sd is not None and check is not None:
+            problems += check(sd)
+    check = getattr(cfg.export, "verify", None)
+    if check is not None:
+        problems += check(run_dir)
+    return problems
+
+
+def check_stats(sd: StageDir, shard: str, rejected_path: Path, marker: dict) -> list[str]:
+    """The stats file must tell what the shard files hold (``stats``, the report and the card read it)."""
+    where = f"{sd.path.name}/{shard}"
+    try:
+        st = sd.stats(shard)
+    except (OSError, ValueError) as exc:
+        return [f"{where}: stats file missing or unreadable ({type(exc).__name__})"]
+    problems = []
+    for key in ("in", "kept", "rejected"):
+        if st.get(key) != marker[key]:
+            problems.append(f"{where}: stats say {key} = {st.get(key)}, the shard files hold {marker[key]}")
+    reasons = Counter(pq.read_table(rejected_path, columns=["reason"]).column("reason").to_pylist()) \
+        if marker["rejected"] else Counter()
+    if dict(reasons) != st.get("reasons", {}):
+        problems.append(f"{where}: stats' rejection reasons differ from the rejected rows' reasons")
     return problems
 
 
@@ -138,8 +175,4 @@ def format_stats(stats: dict) -> str:
         for k, v in st["counters"].items():
             lines.append(f"{'':<20}   * {k:<40} {v:>10,}")
     return "\n".join(lines)
-
-
-def funnel(stats: dict) -> list[tuple[str, int]]:
-    return [(s["stage"], s["kept"]) for s in stats["stages"]]
 

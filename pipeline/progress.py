@@ -17,10 +17,14 @@ class Progress:
                         disable=not enabled, dynamic_ncols=True)
 
     def update(self, stats: dict) -> None:
-        self.rows += stats.get("in", 0)
-        self.kept += stats.get("kept", 0)
+        """One finished task: a shard (rows in and kept) or a phase task (rows)."""
+        self.rows += stats.get("in", stats.get("rows", 0))
         rate = self.rows / max(time.time() - self.t0, 1e-6)
-        self.bar.set_postfix_str(f"rows {self.rows:,} kept {self.kept:,} ({rate:,.0f} rows/s)")
+        if "kept" in stats:
+            self.kept += stats["kept"]
+            self.bar.set_postfix_str(f"rows {self.rows:,} kept {self.kept:,} ({rate:,.0f} rows/s)")
+        else:
+            self.bar.set_postfix_str(f"rows {self.rows:,} ({rate:,.0f} rows/s)")
         self.bar.update(1)
 
     def __enter__(self):

@@ -6,6 +6,8 @@ Layout of a stage directory (``RUN/stages/NN-name/``)::
     rejected/SHARD.parquet   rows that did not, plus ``reason``, ``stage``, ``detail``
     stats/SHARD.json         counters for the shard
     done/SHARD.json          completion marker, written last (row counts and file sizes)
+    work/PHASE/...           a multi-phase stage's intermediate files (scans, reduce outputs)
+    work/PHASE/done/KEY.json completion marker of one task of that phase
 
 Every file is written under a temporary name in the same directory and renamed, so a reader sees either
 nothing or a whole file. A shard counts as finished only when its marker exists; a rerun redoes any shard
@@ -26,8 +28,15 @@ import pyarrow.parquet as pq
 KEPT, REJECTED, STATS, DONE = "kept", "rejected", "stats", "done"
 
 
+TMP_PREFIX = ".tmp-"
+
+
 def atomic_path(path: Path) -> Path:
-    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+def is_temporary(path: Path | str) -> bool:
+    return Path(path).name.startswith(TMP_PREFIX)
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
@@ -71,16 +80,26 @@ class StageDir:
     def name(self) -> str:
         return self.path.name.split("-", 1)[1] if "-" in self.path.name else self.path.name
 
-    def file(self, kind: str, shard: str) -> Path:
-        ext = "parquet" if kind in (KEPT, REJECTED) else "json"
-        return self.path / kind / f"{shard}.{ext}"
+    def file(self, part: str, shard: str) -> Path:
+        """``part`` is kept, rejected, stats or done."""
+        ext = "parquet" if part in (KEPT, REJECTED) else "json"
+        return self.path / part / f"{shard}.{ext}"
 
     def is_done(self, shard: str) -> bool:
         return self.file(DONE, shard).exists()
 
     def done_shards(self) -> list[str]:
-        d = self.path / DONE
-        return sorted(p.stem for p in d.glob("*.json")) if d.exists() else []
+        return _markers(self.path / DONE)
+
+    # -- phases of multi-phase stages ----------------------------------------------------------------------
+    def work(self, phase: str) -> Path:
+        return self.path / "work" / phase
+
+    def phase_marker(self, phase: str, key: str) -> Path:
+        return self.work(phase) / DONE / f"{key}.json"
+
+    def phase_done(self, phase: str) -> list[str]:
+        return _markers(self.work(phase) / DONE)
 
     def marker(self, shard: str) -> dict:
         return json.loads(self.file(DONE, shard).read_text())
@@ -91,3 +110,10 @@ class StageDir:
     def config(self) -> dict | None:
         p = self.path / "stage.json"
         return json.loads(p.read_text()) if p.exists() else None
+
+
+def _markers(folder: Path) -> list[str]:
+    """Names of the completion markers in ``folder`` (never a temporary file)."""
+    if not folder.exists():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if not is_temporary(p))

@@ -1,46 +1,37 @@
 """The source protocol: the first stage of every run, which turns raw inputs into records.
 
 A source plans byte-balanced shards (``plan``) from its inputs, deterministically, so a rerun sees the same
-shards; ``read(spec)`` yields Arrow tables of records for one shard. Records it cannot use (undecodable bytes,
-oversize files, corrupt archives) are yielded too, with a ``reason`` column set: nothing is dropped silently.
+shards (the plan is written once to ``RUN/plan.json``); ``read(spec)`` yields Arrow tables of records for one
+shard. Records it cannot use (undecodable bytes, oversize files, corrupt archives) are yielded too, with a
+``reason`` column set: nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
-SOURCES: dict[str, type["Source"]] = {}
+from pipeline.component import Component
+
+if TYPE_CHECKING:
+    from pipeline.phases import Phase
 
 
-class Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: ClassVar[str] = ""
+class Source(Component):
+    role: ClassVar[str] = "source"
     name: str = "ingest"
     #: Input files, directories or glob patterns.
     paths: list[str]
     #: Target bytes of raw input per shard.
     shard_bytes: int = 64 * 2**20
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    concurrency: int | None = None
-    max_retries: int = 2
 
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.__dict__.get("type"):
-            SOURCES[cls.type] = cls
+    def phases(self) -> list["Phase"]:
+        from pipeline.phases import SourcePhase
 
-    def setup(self) -> None:
-        pass
-
-    def teardown(self) -> None:
-        pass
+        return [SourcePhase()]
 
     def expand(self) -> list[str]:
         """The input files, sorted, with directories and globs expanded; error naming a missing path."""
@@ -61,14 +52,11 @@ class Source(BaseModel):
                 raise FileNotFoundError(f"input path {p!r} does not exist")
         return files
 
-    def plan(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def plan(self) -> list[dict[str, Any]]:
+        raise NotImplementedError(f"source type {self.type!r} does not implement plan()")
 
-    def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def shard_info(self) -> dict[str, Any]:
-        return {}
+    def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
+        raise NotImplementedError(f"source type {self.type!r} does not implement read()")
 
 
 def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, str | None]]:

@@ -1,25 +1,29 @@
-"""The stage protocol.
+"""The stage protocol: ``process(table, ctx) -> Verdict``, one verdict entry per input row.
 
-A stage is a small pydantic model: its fields are its configuration (validated, with errors that name the
-key), it declares the resources one worker needs (``num_cpus``/``num_gpus``), builds heavy state once in
-``setup()`` and has one method, ``process(table) -> Verdict``. A verdict gives every input row either ``None``
-(kept) or a rejection reason, plus computed columns for all rows. A stage therefore cannot drop a row: the
-framework splits the batch into kept and rejected by the verdict, and checks the lengths.
+A verdict gives every input row either ``None`` (kept) or a rejection reason, plus computed columns for all
+rows. A stage therefore cannot drop a row: the framework splits the batch into kept and rejected by the verdict,
+and checks the lengths.
 
 Scores are columns and decisions are reasons (computing is separate from deciding), so a threshold can change
 without recomputation: rejected rows keep their score columns too.
+
+A stage is a list of phases (``pipeline.phases``). A plain stage is one apply phase over the previous stage's
+finished shards. A ``GlobalStage`` (``pipeline.global_stage``) decides a row's fate from every shard: it scans
+each shard, reduces over all scans, then applies per shard what the reduce decided.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
-#: type name -> Stage subclass; filled by ``Stage.__init_subclass__``.
-REGISTRY: dict[str, type["Stage"]] = {}
+from pipeline.component import Component
+
+if TYPE_CHECKING:
+    from pipeline.phases import Phase, ShardContext, StageContext
+    from pipeline.shards import StageDir
 
 
 @dataclass
@@ -29,8 +33,8 @@ class Verdict:
     reasons: list[str | None]
     columns: dict[str, list | pa.Array] = field(default_factory=dict)
     details: list[str | None] | None = None
-    #: Optional per-row payload handed to ``Stage.write_side`` for kept rows (e.g. token ids); not stored.
-    side: list[Any] | None = None
+    #: Optional per-row payload handed to ``Stage.write_artifacts`` for kept rows (e.g. token ids); not stored.
+    artifacts: list[Any] | None = None
     #: Additive counters for the stats file (e.g. tokens generated).
     counters: dict[str, float] = field(default_factory=dict)
 
@@ -43,60 +47,33 @@ class Verdict:
                 raise AssertionError(f"stage {stage}: column {name!r} has {len(col)} values for {n} rows")
         if self.details is not None and len(self.details) != n:
             raise AssertionError(f"stage {stage}: {len(self.details)} details for {n} rows")
-        if self.side is not None and len(self.side) != n:
-            raise AssertionError(f"stage {stage}: {len(self.side)} side values for {n} rows")
+        if self.artifacts is not None and len(self.artifacts) != n:
+            raise AssertionError(f"stage {stage}: {len(self.artifacts)} artifact values for {n} rows")
 
 
-class Stage(BaseModel):
+class Stage(Component):
     """Base class of every stage. Subclasses set ``type`` and implement ``process``."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    type: ClassVar[str] = ""
-    #: Name in the run directory and in ``--set stages.NAME.key=value``; defaults to ``type``.
-    name: str = ""
-    #: CPUs and GPUs one worker (Ray actor) of this stage holds.
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    #: Number of workers; default: as many as the cluster's CPUs (or GPUs) allow.
-    concurrency: int | None = None
+    role: ClassVar[str] = "stage"
     #: Rows handed to ``process`` at once.
     batch_size: int = 256
-    #: Times a shard is retried after its worker died before its rows are rejected as ``worker_died``.
-    max_retries: int = 2
 
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.__dict__.get("type"):
-            REGISTRY[cls.type] = cls
+    def phases(self) -> list["Phase"]:
+        from pipeline.phases import ApplyPhase
 
-    def model_post_init(self, _ctx) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", self.type)
+        return [ApplyPhase()]
 
-    # -- the protocol -------------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Build heavy state (models, linters, engines) once per worker."""
+    def process(self, table: pa.Table, ctx: "ShardContext | None" = None) -> Verdict:
+        raise NotImplementedError(f"stage type {self.type!r} does not implement process()")
 
-    def process(self, table: pa.Table) -> Verdict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def write_side(self, side: list[Any], stage_dir: str, shard: str) -> dict[str, Any]:
-        """Write per-shard artifacts from kept rows' side values; return stats to record. Default: nothing."""
+    def write_artifacts(self, kept: list[Any], ctx: "ShardContext") -> dict[str, Any]:
+        """Write per-shard files from kept rows' artifact values; return facts to record. Default: nothing."""
         return {}
 
-    def shard_info(self) -> dict[str, Any]:
-        """Facts worth recording in every shard's stats (e.g. the interpreter version)."""
+    def finalize(self, ctx: "StageContext") -> dict[str, Any]:
+        """Once, after every shard of this stage is done: run-level artefacts (e.g. a data-path file)."""
         return {}
 
-    def teardown(self) -> None:
-        """Release what ``setup`` built (engines, subprocesses)."""
-
-
-def stage_class(type_name: str) -> type[Stage]:
-    import stages  # noqa: F401  (registers the stage families)
-
-    try:
-        return REGISTRY[type_name]
-    except KeyError:
-        raise KeyError(f"unknown stage type {type_name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    def verify(self, stage_dir: "StageDir") -> list[str]:
+        """Invariants the generic ledger cannot see (e.g. a duplicate's survivor was kept); problems found."""
+        return []

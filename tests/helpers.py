@@ -1,13 +1,38 @@
-"""Stage types used only by tests (registered through the config's ``plugins`` key)."""
+"""Test helpers, and stage types used only by tests (registered through the config's ``plugins`` key)."""
 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from pipeline.shards import KEPT
 from pipeline.stage import Stage, Verdict
+
+
+def compiles(src: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(src, "<x>", "exec")
+        return True
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+
+
+def kept_ids(run_dir: Path, stage_index: int = -1) -> list[str]:
+    stages = sorted((Path(run_dir) / "stages").iterdir())
+    sd = stages[stage_index]
+    return sorted(i for f in (sd / KEPT).glob("*.parquet") for i in pq.read_table(f).column("id").to_pylist())
+
+
+def table_of(texts, ids=None, language="python") -> pa.Table:
+    ids = ids or [f"t{i}" for i in range(len(texts))]
+    return pa.table({"id": ids, "text": texts, "language": [language] * len(texts)})
 
 
 class Crashy(Stage):
@@ -16,7 +41,7 @@ class Crashy(Stage):
     type: ClassVar[str] = "test_crashy"
     marker: str = "CRASH-ME"
 
-    def process(self, table: pa.Table) -> Verdict:
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
         texts = table.column("text").to_pylist()
         if any(self.marker in (t or "") for t in texts):
             os._exit(1)
@@ -29,7 +54,7 @@ class Raises(Stage):
     type: ClassVar[str] = "test_raises"
     marker: str = "RAISE-ME"
 
-    def process(self, table: pa.Table) -> Verdict:
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
         texts = table.column("text").to_pylist()
         for t in texts:
             if self.marker in (t or ""):
@@ -45,5 +70,5 @@ class BadSetup(Stage):
     def setup(self) -> None:
         raise FileNotFoundError("model directory /nonexistent not found")
 
-    def process(self, table: pa.Table) -> Verdict:  # pragma: no cover - never reached
+    def process(self, table: pa.Table, ctx=None) -> Verdict:  # pragma: no cover - never reached
         return Verdict([None] * len(table))

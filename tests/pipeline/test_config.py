@@ -1,5 +1,7 @@
 import pytest
 
+pytestmark = pytest.mark.fast
+
 from pipeline.config import ConfigError, load_config
 
 BASE = """
@@ -44,7 +46,7 @@ def test_ill_typed_key_names_file_and_key(tmp_path):
 def test_unknown_top_level_key_and_stage_type(tmp_path):
     with pytest.raises(ConfigError, match=r"cfg.yaml: bogus: unknown key"):
         load_config(write(tmp_path, BASE + "bogus: 1\n"))
-    with pytest.raises(ConfigError, match=r"stages.nope.type: unknown type 'nope'"):
+    with pytest.raises(ConfigError, match=r"stages.nope.type: unknown stage type 'nope'"):
         load_config(write(tmp_path, BASE + "  - type: nope\n"))
 
 

@@ -1,7 +1,10 @@
 import pyarrow as pa
 import pytest
+import pytest
 
 from pipeline.records import SchemaError, check_schema, conform, make_id
+
+pytestmark = pytest.mark.fast
 
 
 def test_ids_are_deterministic_and_distinct():

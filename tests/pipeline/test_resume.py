@@ -15,7 +15,7 @@ from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from tests.conftest import ROOT, write_sample
-from tests.pipeline.test_runner import kept_ids
+from tests.helpers import kept_ids
 
 pytestmark = pytest.mark.shared_data
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +11,7 @@ from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from pipeline.shards import KEPT, REJECTED
 from tests.conftest import write_sample
+from tests.helpers import compiles, kept_ids
 
 pytestmark = pytest.mark.shared_data
 
@@ -21,22 +20,6 @@ def config(paths, stages, **extra):
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(p) for p in paths], "shard_bytes": 60_000},
            "stages": stages, "export": {"enabled": False}, "plugins": ["tests.helpers"], **extra}
     return load_config(None, raw=raw)
-
-
-def kept_ids(run_dir, stage_index=-1):
-    stages = sorted((run_dir / "stages").iterdir())
-    sd = stages[stage_index]
-    return sorted(i for f in (sd / KEPT).glob("*.parquet") for i in pq.read_table(f).column("id").to_pylist())
-
-
-def compiles(src):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(src, "<x>", "exec")
-        return True
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +131,16 @@ def test_failing_setup_stops_the_run_instead_of_rejecting_rows(tmp_path, corpus_
     assert not list((tmp_path / "run" / "stages" / "01-test_bad_setup" / "done").glob("*.json"))
 
 
-def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session, monkeypatch):
+def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session):
     """An actor asking for more CPUs than any node has would wait forever on a local Ray: say so instead."""
-    from pipeline import runner
-    from stages.code import SyntaxFilter
+    from pipeline.executor.ray import RayExecutor
+    from stages.filters.syntax import SyntaxFilter
 
-    monkeypatch.setattr(runner, "_EMBEDDED", True)
+    ex = RayExecutor()
+    ex.start()
+    assert ex.embedded
+    big = SyntaxFilter(num_cpus=64)
     with pytest.raises(RuntimeError, match=r"syntax_filter needs 64 CPUs per worker.*stages\.syntax_filter\.num_cpus"):
-        runner.pool_size(SyntaxFilter(num_cpus=64), 4)
-    assert runner.pool_size(SyntaxFilter(num_cpus=1), 4) == 2  # the test cluster's 2 CPUs
+        ex.pool_size(big, big.resources(), 4)
+    small = SyntaxFilter(num_cpus=1)
+    assert ex.pool_size(small, small.resources(), 4) == 2  # the test cluster's 2 CPUs

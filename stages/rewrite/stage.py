@@ -20,115 +20,18 @@ answered the prompt's reject marker). The raw generation, the extracted text and
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import time
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import pyarrow as pa
-import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import PrivateAttr
 
+from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
-
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-
-
-# ----------------------------------------------------------------------------------------------- prompts
-
-class Extract(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["fenced_block", "marker", "whole"] = "whole"
-    #: fenced_block: take the first fenced block after this heading (else the last block of the text).
-    after: str | None = None
-    #: fenced_block: language tag of the block (untagged blocks are accepted too).
-    language: str | None = None
-    #: marker: take the text after this marker.
-    marker: str | None = None
-    #: if the generation contains this, the row is rejected as ``declined``.
-    reject_if: str | None = None
-
-
-class Score(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pattern: str
-
-
-class Prompt(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    description: str = ""
-    system: str | None = None
-    user: str
-    few_shot: list[dict[str, str]] = []
-    sampling: dict[str, Any] = {}
-    extract: Extract = Extract()
-    score: Score | None = None
-    sha256: str = ""
-
-    def messages(self, text: str) -> list[dict[str, str]]:
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
-        for shot in self.few_shot:
-            msgs += [{"role": "user", "content": shot["user"]}, {"role": "assistant", "content": shot["assistant"]}]
-        # str.replace, not str.format: documents are full of braces
-        msgs.append({"role": "user", "content": self.user.replace("{text}", text)})
-        return msgs
-
-
-def load_prompt(ref: str) -> Prompt:
-    """A prompt by name (``prompts/NAME.yaml``) or by path; errors name the file and key."""
-    from pydantic import ValidationError
-
-    path = Path(ref)
-    if not path.exists():
-        path = PROMPTS_DIR / f"{ref}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml")))
-        raise FileNotFoundError(f"prompt {ref!r}: no such file and no prompts/{ref}.yaml (known: {known})")
-    data = path.read_bytes()
-    try:
-        return Prompt(**yaml.safe_load(data), sha256=hashlib.sha256(data).hexdigest())
-    except ValidationError as exc:
-        keys = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: {keys}") from None
-
-
-FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
-
-
-def extract(generation: str, rule: Extract) -> str | None:
-    """The part of ``generation`` the prompt asks for, or None when it is not there."""
-    if rule.mode == "whole":
-        return generation.strip() or None
-    if rule.mode == "marker":
-        if not rule.marker or rule.marker not in generation:
-            return None
-        return generation.split(rule.marker, 1)[1].strip() or None
-    text = generation
-    if rule.after:
-        idx = text.find(rule.after)
-        if idx >= 0:
-            text = text[idx + len(rule.after):]
-    blocks = [(lang.lower(), body) for lang, body in FENCE.findall(text)]
-    if rule.language:
-        blocks = [b for b in blocks if b[0] in ("", rule.language.lower(), "py" if rule.language == "python" else "")]
-    if not blocks:
-        return None
-    body = (blocks[0] if rule.after and rule.after in generation else blocks[-1])[1]
-    return body if body.strip() else None
-
-
-def self_score(generation: str, rule: Score | None) -> float | None:
-    if rule is None:
-        return None
-    m = re.search(rule.pattern, generation)
-    try:
-        return float(m.group(1)) if m else None
-    except (ValueError, IndexError):
-        return None
-
+from stages.filters.syntax import syntax_check
+from stages.rewrite.checks import repeated_substring
+from stages.rewrite.prompts import extract, load_prompt, self_score
 
 def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of ``messages`` under the model's chat template, with the assistant turn opened."""
@@ -150,77 +53,8 @@ def chat_token_ids_batch(tokenizer, conversations: list[list[dict[str, str]]]) -
     return [list(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
 
 
-# ----------------------------------------------------------------------------------------------- repetition
-
-def repeated_substring(text: str, min_len: int = 100, block: int | None = None, candidates: int = 8) -> int | None:
-    """Period of a substring of >= ``min_len`` characters repeated back to back (``ss``), or None.
-
-    One pass: every aligned block of ``min_len // 2`` characters is hashed; a square of period p >= min_len
-    contains such a block in its first half and the same block p characters later, so for each window we look up
-    the nearest earlier aligned blocks with the same content at distance >= min_len and check, with C-speed slice
-    comparisons, whether the matches around them extend to a full period. Linear in the text for non-degenerate
-    input (the usual case); a hit stops the scan. Equal to the regex ``(.{min_len,})\\1`` on the tests' corpora.
-    """
-    n = len(text)
-    if n < 2 * min_len:
-        return None
-    b = block or max(1, min_len // 2)
-    aligned: dict[str, list[int]] = {}
-    # aligned blocks are indexed lazily as the scan passes them
-    next_aligned = 0
-    for j in range(b, n - b + 1):
-        while next_aligned + b <= j and next_aligned + b <= n:
-            aligned.setdefault(text[next_aligned:next_aligned + b], []).append(next_aligned)
-            next_aligned += b
-        positions = aligned.get(text[j:j + b])
-        if not positions:
-            continue
-        checked = 0
-        for start in reversed(positions):
-            p = j - start
-            if p < min_len:
-                continue
-            if _square_through(text, start, p):
-                return p
-            checked += 1
-            if checked >= candidates:
-                break
-    return None
 
 
-def _common_prefix(text: str, a: int, c: int, limit: int) -> int:
-    """Length of the common prefix of text[a:] and text[c:], at most ``limit`` (binary search on slices)."""
-    lo, hi = 0, min(limit, len(text) - c, len(text) - a)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if text[a:a + mid] == text[c:c + mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(text: str, a: int, c: int, limit: int) -> int:
-    lo, hi = 0, min(limit, a, c)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if text[a - mid:a] == text[c - mid:c]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _square_through(text: str, a: int, p: int) -> bool:
-    """Whether text has period p over some window of length 2p that covers position a (text[a]==text[a+p]...)."""
-    fwd = _common_prefix(text, a, a + p, p)
-    if fwd >= p:
-        return True
-    back = _common_suffix(text, a, a + p, p - fwd)
-    return fwd + back >= p
-
-
-# ----------------------------------------------------------------------------------------------- stage
 
 class Rewrite(Stage):
     """Rewrite each document with an LLM (vLLM) using a prompt file; validate and extract the result."""
@@ -271,6 +105,10 @@ class Rewrite(Stage):
     repetition_min_len: int = 100
     #: Rows per generate call: a whole shard at once keeps continuous batching fed.
     batch_size: int = 100_000
+    _prompt: Any = PrivateAttr(None)
+    _llm: Any = PrivateAttr(None)
+    _tok: Any = PrivateAttr(None)
+    _engine_init_s: float | None = PrivateAttr(None)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
@@ -324,12 +162,10 @@ class Rewrite(Stage):
         return SamplingParams(seed=self.seed, **s)
 
     # -- the one method ----------------------------------------------------------------------------------------
-    def process(self, table: pa.Table) -> Verdict:
-        if not hasattr(self, "_llm"):
-            self.setup()
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        if self._llm is None:
+            raise NotSetUp(f"{self.name}: process() before setup()")
         from vllm.inputs import TokensPrompt
-
-        from stages.code import syntax_check
 
         params = self.sampling()
         budget = self.max_model_len - params.max_tokens
@@ -409,8 +245,8 @@ class Rewrite(Stage):
                                  "requests": float(len(requests))})
 
     def shard_info(self) -> dict[str, Any]:
-        info = {"model": self.model, "prompt": self.prompt, "engine_init_s": getattr(self, "_engine_init_s", None)}
-        if hasattr(self, "_prompt"):
+        info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}
+        if self._prompt is not None:
             info["prompt_sha256"] = self._prompt.sha256
         try:
             import vllm

@@ -83,3 +83,25 @@ def format_plan(summary: dict) -> str:
              f"({summary['bytes'] / 1e6:.1f} MB) to datasets/{summary['repo_id']}:"]
     lines += [f"  {f}" for f in summary["files"]]
     return "\n".join(lines)
+
+
+def add_command(sub) -> None:
+    """``swallow publish RUN --repo-id ORG/NAME``: registered through the ``swallow.commands`` entry point."""
+    pb = sub.add_parser("publish", help="upload a run's dataset (Parquet + card) to the Hugging Face Hub",
+                        description="Pre-upload every file, then add them in one commit (retried with back-off on "
+                        "429/412/5xx). The token is read from HF_TOKEN or the huggingface-cli login file and is "
+                        "never printed. HF_ENDPOINT selects another Hub.")
+    pb.add_argument("run_dir")
+    pb.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo (created if missing)")
+    pb.add_argument("--megatron", action="store_true", help="also upload the Megatron .bin/.idx files")
+    pb.add_argument("--private", action="store_true", help="create the repo private")
+    pb.add_argument("--revision", help="branch to commit to (default: main)")
+    pb.add_argument("--message", help="commit message")
+    pb.add_argument("--dry-run", action="store_true", help="list what would be uploaded; touch nothing")
+    pb.set_defaults(func=cmd_publish)
+
+
+def cmd_publish(args) -> int:
+    print(format_plan(publish(args.run_dir, args.repo_id, megatron=args.megatron, private=args.private,
+                              dry_run=args.dry_run, revision=args.revision, message=args.message)))
+    return 0

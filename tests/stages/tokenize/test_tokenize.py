@@ -12,7 +12,9 @@ import pytest
 from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
-from stages.write import Tokenize, load_tokenizer, write_megatron
+from pipeline.phases import ShardContext, StageContext
+from stages.tokenize.megatron import write_megatron
+from stages.tokenize.stage import Tokenize, load_tokenizer
 from tests.conftest import SHARED, write_sample
 
 shared = pytest.mark.shared_data
@@ -43,7 +45,7 @@ def test_tokenize_byte_identical_to_megatron_builder(tmp_path, corpus_rows, name
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
     v = stage.process(table)
     assert v.reasons[-2:] == ["empty_document", "empty_document"]  # never written
-    docs = [s for s in v.side if s is not None]
+    docs = [s for s in v.artifacts if s is not None]
     empty_in_corpus = sum(1 for t in texts[:150] if not t)
     assert len(docs) == 150 - empty_in_corpus
     eod = stage._eod
@@ -52,7 +54,8 @@ def test_tokenize_byte_identical_to_megatron_builder(tmp_path, corpus_rows, name
     expected = [plain.encode(t, add_special_tokens=False).ids + [eod] for t in texts[:150] if t]
     assert [d.tolist() for d in docs] == expected
     assert all(d.dtype == dtype for d in docs)
-    stage.write_side(docs, str(tmp_path / "ours"), "00000")
+    ctx = StageContext(str(tmp_path), str(tmp_path / "ours"), None, "code", 1)
+    stage.write_artifacts(docs, ShardContext(ctx, "00000"))
     ours = tmp_path / "ours" / "megatron" / "00000"
     ref = str(tmp_path / "ref")
     megatron_reference(ref, docs, dtype)
@@ -148,7 +151,7 @@ def test_publish_dry_run_and_upload_to_local_hub_standin(tokenized_run, monkeypa
     assert "would upload" in out and "data/train-00000-of-" in out and "megatron/00000.bin" in out
     with HubStandIn(fail_commits_with_429=1) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        from stages import publish as pub
+        from stages.outputs import publish as pub
 
         summary = pub.publish(tokenized_run, "org/name", backoff_base_s=0.01)
         assert hub.commits == 1  # one commit after one 429

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.rewrite import extract, load_prompt, repeated_substring
+from stages.rewrite.checks import repeated_substring
+from stages.rewrite.prompts import extract, load_prompt
 from tests.conftest import CPU_ENGINE
 
 pytestmark = pytest.mark.vllm
@@ -77,7 +78,7 @@ REPEAT = r"### Improved code\n```python\n(# the same long comment line that the 
 
 @pytest.fixture(scope="module")
 def sgcr(tiny_model):
-    from stages.rewrite import Rewrite
+    from stages.rewrite.stage import Rewrite
 
     stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, max_tokens=200, **CPU_ENGINE)
     stage.setup()

@@ -1,0 +1,35 @@
+"""The executor interface: run tasks of one phase of one component, report each task's stats."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from pipeline.component import Component
+from pipeline.phases import Phase, StageContext, Task
+
+#: Called with each finished task's stats (progress bars).
+OnDone = Callable[[dict[str, Any]], None]
+
+
+class Executor(Protocol):
+    def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
+            on_done: OnDone) -> list[dict[str, Any]]:
+        """Run ``tasks`` (all unfinished); return their stats. Each worker calls ``component.setup()`` once
+        before its first task and ``teardown()`` at the end. A task that kills its worker is retried up to
+        ``component.max_retries`` times, then ``phase.on_dead`` decides. A failing ``setup()`` stops the run."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def make_executor(name: str, ray_config=None) -> Executor:
+    if name == "inline":
+        from pipeline.executor.inline import InlineExecutor
+
+        return InlineExecutor()
+    if name == "ray":
+        from pipeline.executor.ray import RayExecutor
+
+        return RayExecutor(ray_config)
+    raise ValueError(f"unknown executor {name!r} (ray, inline)")

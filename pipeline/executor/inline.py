@@ -1,0 +1,37 @@
+"""Run tasks in this process, one after the other: no Ray, no retries (a worker death is this process's).
+
+For the fast test tier and for debugging a stage with a plain debugger. The component is set up once per
+``run`` call and torn down after it, as a Ray worker would be.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.component import Component
+from pipeline.executor.base import OnDone
+from pipeline.phases import Phase, StageContext, Task
+
+
+class InlineExecutor:
+    def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
+            on_done: OnDone) -> list[dict[str, Any]]:
+        if not tasks:
+            return []
+        try:
+            component.setup()
+        except Exception as exc:
+            raise RuntimeError(f"stage {component.name!r}: setup() failed, stopping the run "
+                               f"(finished shards are kept; rerun after fixing): {exc}") from exc
+        results = []
+        try:
+            for task in tasks:
+                stats = phase.run(component, task, ctx)
+                results.append(stats)
+                on_done(stats)
+        finally:
+            component.teardown()
+        return results
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,176 @@
+"""Run tasks on a pool of long-lived Ray actors, each holding one set-up component.
+
+Locally (no ``RAY_ADDRESS``, no ``ray.address`` in the config) an embedded Ray is started; under
+``ray job submit`` or with ``RAY_ADDRESS`` set, the cluster is used (the run directory must then be on storage
+every node sees). A pool is sized from the cluster's CPUs/GPUs and the phase's resources. Each actor takes a task
+as soon as its own ``setup()`` is done. An actor that dies is replaced and its task retried; a task that kills
+``max_retries + 1`` actors goes to ``phase.on_dead`` (a shard's rows rejected as ``worker_died``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.component import Component, Resources
+from pipeline.executor.base import OnDone
+from pipeline.phases import Phase, StageContext, Task
+
+log = logging.getLogger("swallow")
+ROOT = str(Path(__file__).resolve().parent.parent.parent)
+
+
+class _Worker:
+    """A Ray actor holding one component after ``setup()``."""
+
+    def __init__(self, component: Component):
+        logging.basicConfig(level=logging.INFO)
+        self.component = component
+        component.setup()
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, phase: Phase, task: Task, ctx: StageContext) -> dict:
+        return phase.run(self.component, task, ctx)
+
+    def shutdown(self) -> None:
+        self.component.teardown()
+
+
+class RayExecutor:
+    def __init__(self, ray_config=None):
+        self.config = ray_config
+        #: whether this process started a local Ray (which no node will ever join)
+        self.embedded = False
+        self._started = False
+
+    def start(self) -> None:
+        import ray
+
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        address = (cfg.address if cfg else None) or os.environ.get("RAY_ADDRESS")
+        self.embedded = not address
+        if ray.is_initialized():
+            return
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [ROOT, os.environ.get("PYTHONPATH", "")] if p)}}
+            ray.init(num_cpus=cfg.num_cpus if cfg else None, num_gpus=cfg.num_gpus if cfg else None,
+                     object_store_memory=cfg.object_store_memory if cfg else None, include_dashboard=False,
+                     runtime_env=env, log_to_driver=True, configure_logging=False)
+
+    def close(self) -> None:
+        pass  # an embedded Ray ends with the process; a cluster is not ours to stop
+
+    # -- sizing --------------------------------------------------------------------------------------------
+    def pool_size(self, component: Component, res: Resources, n_tasks: int) -> int:
+        import ray
+
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        largest = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+        if res.num_cpus > largest:  # such an actor waits for a node big enough to place it on
+            msg = (f"stage {component.name} needs {res.num_cpus:g} CPUs per worker; the largest node has "
+                   f"{largest:g} (set stages.{component.name}.num_cpus)")
+            if self.embedded:  # no node will ever join a local Ray
+                raise RuntimeError(msg)
+            log.warning("%s; waiting for the cluster to add one", msg)
+        if res.concurrency:
+            return max(1, min(res.concurrency, n_tasks))
+        total = ray.cluster_resources()
+        if res.num_gpus:
+            fit = int(total.get("GPU", 0) // res.num_gpus)
+            if fit < 1:
+                raise RuntimeError(f"stage {component.name} needs {res.num_gpus:g} GPU per worker; "
+                                   f"the cluster has {total.get('GPU', 0):g}")
+        else:
+            fit = int(total.get("CPU", 1) // max(res.num_cpus, 0.001))
+        return max(1, min(fit, n_tasks))
+
+    # -- the pool ------------------------------------------------------------------------------------------
+    def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
+            on_done: OnDone) -> list[dict[str, Any]]:
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        if not tasks:
+            return []
+        self.start()
+        res = phase.resources(component)
+        actor_cls = ray.remote(_Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_restarts=0,
+                                                max_task_retries=0)
+        size = self.pool_size(component, res, len(tasks))
+
+        def setup_failed(exc: Exception, actors: list) -> RuntimeError:
+            """A setup() that fails is a configuration or environment error (wrong model path, missing package),
+            not bad data: it stops the run instead of rejecting rows."""
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            return RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
+                                f"(finished shards are kept; rerun after fixing): {exc}")
+
+        starting = {a.ready.remote(): a for a in (actor_cls.remote(component) for _ in range(size))}
+        idle: list = []
+        pending = list(reversed(tasks))
+        attempts: dict[str, int] = {}
+        running: dict[Any, tuple[Any, Task]] = {}
+        results = []
+        try:
+            while pending or running:
+                while idle and pending:
+                    actor = idle.pop()
+                    task = pending.pop()
+                    running[actor.run.remote(phase, task, ctx)] = (actor, task)
+                if not running and not starting:  # every worker died while starting
+                    raise RuntimeError(f"stage {component.name!r}: no worker could be started")
+                done, _ = ray.wait(list(running) + list(starting), num_returns=1)
+                ref = done[0]
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+                        raise setup_failed(exc, [actor, *starting.values(), *idle,
+                                                 *(a for a, _ in running.values())]) from None
+                    idle.append(actor)
+                    continue
+                actor, task = running.pop(ref)
+                try:
+                    stats = ray.get(ref)
+                except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+                    attempts[task.key] = attempts.get(task.key, 0) + 1
+                    ray.kill(actor, no_restart=True)
+                    replacement = actor_cls.remote(component)
+                    starting[replacement.ready.remote()] = replacement
+                    why = str(exc).splitlines()[0]
+                    if attempts[task.key] <= component.max_retries:
+                        log.warning("worker died on %s/%s/%s (attempt %d), retrying: %s", component.name,
+                                    phase.name, task.key, attempts[task.key], why)
+                        pending.append(task)
+                    else:
+                        log.error("task %s/%s/%s killed %d workers", component.name, phase.name, task.key,
+                                  attempts[task.key])
+                        stats = phase.on_dead(component, task, ctx, why)
+                        results.append(stats)
+                        on_done(stats)
+                    continue
+                idle.append(actor)
+                results.append(stats)
+                on_done(stats)
+        finally:
+            for a in starting.values():
+                ray.kill(a, no_restart=True)
+            for a in idle + [a for a, _ in running.values()]:
+                try:
+                    ray.get(a.shutdown.remote(), timeout=60)
+                except Exception:  # noqa: BLE001 - best effort (a killed actor included)
+                    pass
+                ray.kill(a, no_restart=True)
+        return results
+

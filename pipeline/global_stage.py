@@ -1,0 +1,187 @@
+"""Global stages: a row's fate depends on every shard (deduplication, global sampling, decontamination).
+
+Identify globally, remove per shard, in three phases, each a set of keyed, resumable tasks:
+
+1. **scan** (one task per input shard): ``scan(table)`` measures, decides nothing, and returns one row per input
+   row with a ``partition`` column in ``[0, partitions)``; the framework adds ``shard`` and writes
+   ``work/scan/SHARD/pNNNNN.parquet``, one file per partition.
+2. **reduce** (one task per partition): ``reduce(partition, tables)`` reads only its partition of every scan, so
+   no worker ever holds all the data, and returns decisions (``id``, ``shard`` and whatever columns the apply
+   needs), written to ``work/reduce/pNNNNN.parquet`` sorted by shard.
+3. **apply** (one task per input shard, the ordinary per-shard ledger): ``process(table, ctx)`` reads its shard's
+   decisions with ``self.decisions(ctx)`` and returns a verdict for every row.
+
+A rerun resumes at the first unfinished task of the first unfinished phase. The scan records which input shards
+it saw (``work/inputs.json``); if they changed, the rerun is refused. ``verify`` checks that the reduce covered
+exactly the input ids.
+
+Writing one::
+
+    class Sample(GlobalStage):
+        type: ClassVar[str] = "global_sample"
+        keep: int = 1000
+
+        def scan(self, table):
+            h = pc.hash... (a deterministic hash of the id, say)
+            return pa.table({"id": table["id"], "h": h, "partition": pa.array([0] * len(table))})
+
+        def reduce(self, partition, tables):
+            t = pa.concat_tables(tables).sort_by("h").slice(0, self.keep)
+            return t.select(["id", "shard"])          # the rows to keep
+
+        def process(self, table, ctx=None):
+            keep = set(self.decisions(ctx).column("id").to_pylist())
+            return Verdict([None if i in keep else "not_sampled" for i in table["id"].to_pylist()])
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipeline.component import Resources
+from pipeline.execute import read_shard
+from pipeline.phases import (ApplyPhase, Phase, ShardContext, StageContext, Task, check_inputs, read_marker,
+                             write_phase_marker)
+from pipeline.shards import KEPT, StageDir, write_parquet
+from pipeline.stage import Stage
+
+SCAN, REDUCE = "scan", "reduce"
+
+
+def part_name(k: int) -> str:
+    return f"p{k:05d}"
+
+
+class ScanPhase(Phase):
+    name = SCAN
+
+    def tasks(self, stage, ctx: StageContext) -> list[Task]:
+        check_inputs(ctx, stage)
+        prev = ctx.prev
+        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in prev.done_shards()]
+
+    def run(self, stage: "GlobalStage", task: Task, ctx: StageContext) -> dict[str, Any]:
+        t0 = time.time()
+        table = read_shard(Path(task.inputs[0]), ctx.kind)
+        out = stage.scan(table)
+        if len(out) != len(table) or "partition" not in out.column_names or "id" not in out.column_names:
+            raise AssertionError(f"stage {stage.name}: scan must return one row per input row with 'id' and "
+                                 f"'partition' columns ({len(out)} rows for {len(table)})")
+        out = out.append_column("shard", pa.array([task.key] * len(out), pa.string()))
+        folder = ctx.dir.work(self.name) / task.key
+        rows = {}
+        part = out.column("partition")
+        for k in range(stage.partitions):
+            piece = out.filter(pc.equal(part, k))
+            if len(piece):
+                write_parquet(folder / f"{part_name(k)}.parquet", piece.drop_columns(["partition"]))
+                rows[part_name(k)] = len(piece)
+        return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "partitions": rows}, t0)
+
+    def on_dead(self, stage, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
+        """A shard whose scan keeps killing workers takes no part in the reduce; its apply rejects every row
+        as ``worker_died`` (the run goes on, nothing is lost)."""
+        return write_phase_marker(ctx, self.name, task.key, {"rows": 0, "partitions": {}, "failed": why},
+                                  time.time())
+
+
+class GlobalApplyPhase(ApplyPhase):
+    def run(self, stage, task: Task, ctx: StageContext) -> dict[str, Any]:
+        failed = read_marker(ctx.dir.phase_marker(SCAN, task.key)).get("failed")
+        if failed:
+            from pipeline.execute import reject_whole_shard
+
+            return reject_whole_shard(stage, ctx, task.key, Path(task.inputs[0]), None, f"scan: {failed}")
+        return super().run(stage, task, ctx)
+
+
+class ReducePhase(Phase):
+    name = REDUCE
+
+    def resources(self, stage: "GlobalStage") -> Resources:
+        return stage.reduce_resources()
+
+    def tasks(self, stage, ctx: StageContext) -> list[Task]:
+        return [Task(self.name, part_name(k)) for k in range(stage.partitions)]
+
+    def run(self, stage: "GlobalStage", task: Task, ctx: StageContext) -> dict[str, Any]:
+        t0 = time.time()
+        scan_dir = ctx.dir.work(SCAN)
+        shards = ctx.dir.phase_done(SCAN)
+        tables, seen = [], {}
+        for shard in shards:
+            path = scan_dir / shard / f"{task.key}.parquet"
+            n = read_marker(ctx.dir.phase_marker(SCAN, shard))["partitions"].get(task.key, 0)
+            if n:
+                t = pq.read_table(path)
+                if len(t) != n:
+                    raise AssertionError(f"{path}: {len(t)} rows, its scan marker says {n}")
+                tables.append(t)
+            seen[shard] = n
+        out = stage.reduce(int(task.key[1:]), tables)
+        if "id" not in out.column_names or "shard" not in out.column_names:
+            raise AssertionError(f"stage {stage.name}: reduce must return 'id' and 'shard' columns")
+        out = out.sort_by([("shard", "ascending"), ("id", "ascending")])
+        write_parquet(ctx.dir.work(self.name) / f"{task.key}.parquet", out)
+        return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "inputs": seen,
+                                                            "rows_in": sum(seen.values())}, t0)
+
+
+class GlobalStage(Stage):
+    """Base class of stages whose decisions need every shard (see the module docstring)."""
+
+    type: ClassVar[str] = ""
+    #: Reduce partitions: each reduce task reads only its partition of every scan (memory bound per task).
+    partitions: int = 1
+    #: CPUs of one reduce worker (a reduce holds one partition of every scan in memory).
+    reduce_num_cpus: float = 1.0
+    #: Reduce workers at once (default: as many as fit).
+    reduce_concurrency: int | None = None
+
+    def phases(self) -> list[Phase]:
+        return [ScanPhase(), ReducePhase(), GlobalApplyPhase()]
+
+    def reduce_resources(self) -> Resources:
+        return Resources(self.reduce_num_cpus, 0.0, self.reduce_concurrency)
+
+    def scan(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def reduce(self, partition: int, tables: list[pa.Table]) -> pa.Table:
+        raise NotImplementedError
+
+    def decisions(self, ctx: ShardContext, columns: list[str] | None = None) -> pa.Table:
+        """The reduce's rows for this shard (read once per shard, from every partition)."""
+        if "decisions" not in ctx.memo:
+            folder = ctx.stage.dir.work(REDUCE)
+            files = sorted(str(p) for p in folder.glob("p*.parquet"))
+            dataset = ds.dataset(files, format="parquet")
+            ctx.memo["decisions"] = dataset.to_table(columns=columns, filter=pc.field("shard") == ctx.shard)
+        return ctx.memo["decisions"]
+
+    def verify(self, stage_dir: StageDir) -> list[str]:
+        """The scans saw every input row of every shard and the reduce covered exactly those ids, each once."""
+        where = stage_dir.path.name
+        problems = []
+        scanned = {s: read_marker(stage_dir.phase_marker(SCAN, s))["rows"] for s in stage_dir.phase_done(SCAN)}
+        failed = {s for s in scanned if read_marker(stage_dir.phase_marker(SCAN, s)).get("failed")}
+        for shard in stage_dir.done_shards():
+            n_in = stage_dir.marker(shard)["in"]
+            if shard not in failed and scanned.get(shard) != n_in:
+                problems.append(f"{where}/{shard}: the scan saw {scanned.get(shard)} rows, the shard has {n_in}")
+        files = sorted(stage_dir.work(REDUCE).glob("p*.parquet"))
+        if not files:
+            return problems + [f"{where}: no reduce output under work/{REDUCE}"]
+        ids = pa.concat_tables([pq.read_table(f, columns=["id"]) for f in files]).column("id")
+        if len(ids) != sum(scanned.values()):
+            problems.append(f"{where}: the reduce decided {len(ids)} rows, the scans saw {sum(scanned.values())}")
+        if len(pc.unique(ids)) != len(ids):
+            problems.append(f"{where}: an id appears in more than one reduce row")
+        return problems

@@ -1,0 +1,213 @@
+"""Code corpora in: Parquet or JSONL(.gz) files (The Stack v2 layout), a ``datasets`` dataset, or source trees.
+
+One record per file, with its provenance (repo, path, license, blob id) and a language from the path's extension.
+Files that cannot be used are rejected rows with a reason (``too_large``, ``binary``, ``undecodable``,
+``empty``, ``other_language``, ``bad_json``, ``corrupt_file``, ``missing_content``, ``unreadable``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.records import make_id
+from pipeline.source import Source, iter_jsonl, pack_by_bytes
+
+
+EXT_LANGUAGE = {".py": "python", ".pyw": "python", ".pyi": "python", ".ipynb": "jupyter", ".js": "javascript",
+                ".ts": "typescript", ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
+                ".hpp": "cpp", ".rs": "rust", ".go": "go", ".rb": "ruby", ".sh": "shell", ".md": "markdown",
+                ".txt": "text", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+def language_of(path: str | None) -> str:
+    if not path:
+        return "unknown"
+    return EXT_LANGUAGE.get(os.path.splitext(path)[1].lower(), "unknown")
+
+
+def decode_source(data: bytes) -> tuple[str | None, str | None, str | None]:
+    """(text, reason, detail) for raw file bytes: binary content and undecodable bytes are reasons."""
+    if b"\x00" in data[:8192]:
+        return None, "binary", "NUL byte in the first 8 KiB"
+    try:
+        return data.decode("utf-8"), None, None
+    except UnicodeDecodeError as exc:
+        return None, "undecodable", f"not UTF-8: {exc}"
+
+
+class CodeSource(Source):
+    """Code corpora: Parquet or JSONL(.gz) files (The Stack v2 layout), a ``datasets`` name, or source trees."""
+
+    type: ClassVar[str] = "code"
+    #: parquet | jsonl | dir | hf | auto (from each path's extension; directories are source trees).
+    format: Literal["auto", "parquet", "jsonl", "dir", "hf"] = "auto"
+    content_column: str = "content"
+    repo_column: str = "repo"
+    path_column: str = "path"
+    license_column: str = "license"
+    blob_id_column: str = "blob_id"
+    #: Other columns copied through (missing ones are ignored).
+    keep_columns: list[str] = []
+    #: Languages kept (from the path's extension); others are rejected as ``other_language``. Empty: keep all.
+    languages: list[str] = ["python"]
+    #: Files larger than this (UTF-8 bytes) are rejected as ``too_large`` without being decoded.
+    max_file_bytes: int = 1_000_000
+    #: Split of a ``datasets`` dataset (format hf).
+    hf_split: str = "train"
+
+    def _fmt(self, path: str) -> str:
+        if self.format != "auto":
+            return self.format
+        low = path.lower()
+        if low.endswith(".parquet"):
+            return "parquet"
+        if low.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+            return "jsonl"
+        return "file"
+
+    def plan(self) -> list[dict[str, Any]]:
+        if self.format == "hf":
+            return self._plan_hf()
+        items: list[tuple[Any, int]] = []
+        for path in self.expand():
+            fmt = self._fmt(path) if self.format != "dir" else "file"
+            if fmt == "parquet":
+                meta = pq.ParquetFile(path).metadata
+                for rg in range(meta.num_row_groups):
+                    g = meta.row_group(rg)
+                    n, size = g.num_rows, max(g.total_byte_size, 1)
+                    pieces = max(1, -(-size // self.shard_bytes))
+                    step = -(-n // pieces)
+                    for start in range(0, n, step):
+                        stop = min(n, start + step)
+                        items.append((["parquet", path, rg, start, stop], size * (stop - start) // max(n, 1)))
+            elif fmt == "jsonl":
+                items.append((["jsonl", path], os.path.getsize(path) * (4 if path.endswith(".gz") else 1)))
+            else:
+                items.append((["file", path], min(os.path.getsize(path), self.max_file_bytes)))
+        return [{"parts": group} for group in pack_by_bytes(items, self.shard_bytes)]
+
+    def _plan_hf(self) -> list[dict[str, Any]]:
+        import datasets
+
+        rows = 0
+        for name in self.paths:
+            ds = datasets.load_dataset(name, split=self.hf_split) if not os.path.exists(name) else \
+                datasets.load_from_disk(name)
+            rows = len(ds)
+        step = max(1, self.shard_bytes // 4096)  # ~4 KB per source file
+        return [{"parts": [["hf", name, s, min(rows, s + step)]]} for name in self.paths for s in range(0, rows, step)]
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
+        for part in spec["parts"]:
+            kind = part[0]
+            if kind == "parquet":
+                yield self._read_parquet(*part[1:])
+            elif kind == "jsonl":
+                yield from self._read_jsonl(part[1])
+            elif kind == "hf":
+                yield self._read_hf(*part[1:])
+            else:
+                yield self._rows_to_table([self._read_file(part[1])])
+
+    def _record(self, source: str, offset: int | str, content: Any, meta: dict) -> dict:
+        """One record from raw content (str or bytes), with a reason if it is unusable."""
+        reason = detail = None
+        text = None
+        path = meta.get("path")
+        if content is None:
+            reason, detail = "missing_content", f"column {self.content_column!r} is null or absent"
+        else:
+            data = content if isinstance(content, bytes) else None
+            size = len(data) if data is not None else len(content.encode("utf-8", "surrogatepass"))
+            if size > self.max_file_bytes:
+                reason, detail = "too_large", f"{size} bytes > max_file_bytes {self.max_file_bytes}"
+            elif data is not None:
+                text, reason, detail = decode_source(data)
+            else:
+                text = content
+                if "\x00" in text[:8192]:
+                    reason, detail, text = "binary", "NUL character in the first 8 KiB", None
+        if reason is None and text is not None and not text.strip():
+            reason = "empty"
+        lang = meta.get("language") or language_of(path)
+        if reason is None and self.languages and lang not in self.languages:
+            reason, detail = "other_language", lang
+        return {"id": make_id(source, offset), "text": text if reason in (None, "other_language", "empty") else None,
+                "source_file": source, "source_offset": int(offset) if str(offset).isdigit() else 0,
+                "language": lang, "reason": reason, "detail": detail, **meta}
+
+    def _meta(self, row: dict) -> dict:
+        meta = {"repo": row.get(self.repo_column) or row.get("repo_name"), "path": row.get(self.path_column),
+                "license": _as_str(row.get(self.license_column)), "blob_id": row.get(self.blob_id_column)}
+        for c in self.keep_columns:
+            meta[c] = row.get(c)
+        return meta
+
+    def _read_parquet(self, path: str, rg: int, start: int, stop: int) -> pa.Table:
+        pf = pq.ParquetFile(path)
+        wanted = [c for c in {self.content_column, self.repo_column, "repo_name", self.path_column,
+                              self.license_column, self.blob_id_column, *self.keep_columns}
+                  if c in pf.schema_arrow.names]
+        if self.content_column not in wanted:
+            raise KeyError(f"{path}: no column {self.content_column!r} (columns: {pf.schema_arrow.names}); "
+                           "set source.content_column")
+        table = pf.read_row_group(rg, columns=wanted).slice(start, stop - start)
+        base = sum(pf.metadata.row_group(i).num_rows for i in range(rg)) + start
+        rows = [self._record(path, base + i, row.get(self.content_column), self._meta(row))
+                for i, row in enumerate(table.to_pylist())]
+        return self._rows_to_table(rows)
+
+    def _read_jsonl(self, path: str) -> Iterator[pa.Table]:
+        rows: list[dict] = []
+        for offset, row, reason, detail in iter_jsonl(path):
+            if reason:
+                rows.append(self._record(path, offset, None, {}) | {"reason": reason, "detail": detail})
+            else:
+                rows.append(self._record(path, offset, row.get(self.content_column), self._meta(row)))
+            if len(rows) >= 2048:
+                yield self._rows_to_table(rows)
+                rows = []
+        yield self._rows_to_table(rows)
+
+    def _read_file(self, path: str) -> dict:
+        meta = {"repo": None, "path": path, "license": None, "blob_id": None}
+        size = os.path.getsize(path)
+        if size > self.max_file_bytes:
+            return self._record(path, 0, None, meta) | {"reason": "too_large",
+                                                        "detail": f"{size} bytes > max_file_bytes {self.max_file_bytes}"}
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return self._record(path, 0, None, meta) | {"reason": "unreadable", "detail": str(exc)}
+        return self._record(path, 0, data, meta)
+
+    def _read_hf(self, name: str, start: int, stop: int) -> pa.Table:
+        import datasets
+
+        ds = datasets.load_from_disk(name) if os.path.exists(name) else datasets.load_dataset(name, split=self.hf_split)
+        rows = [self._record(f"hf:{name}", start + i, row.get(self.content_column), self._meta(row))
+                for i, row in enumerate(ds.select(range(start, stop)))]
+        return self._rows_to_table(rows)
+
+    def _rows_to_table(self, rows: list[dict]) -> pa.Table:
+        types = {"id": pa.string(), "text": pa.string(), "source_file": pa.string(), "source_offset": pa.int64(),
+                 "repo": pa.string(), "path": pa.string(), "license": pa.string(), "blob_id": pa.string(),
+                 "language": pa.string(), "reason": pa.string(), "detail": pa.string()}
+        cols = {c: pa.array([r.get(c) for r in rows], t) for c, t in types.items()}
+        for c in self.keep_columns:
+            cols[c] = pa.array([r.get(c) for r in rows])
+        return pa.table(cols)
+
+
+def _as_str(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, default=str)

@@ -1,0 +1,228 @@
+"""The default output: the last stage's kept rows as bounded Parquet files loadable by ``datasets``, a dataset
+card (Hub YAML header, funnel, rejection reasons, models and prompts, sources and licenses) and a content digest
+that ``swallow verify`` checks (a row whose text changed under the same id is caught).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import Field
+
+from pipeline.ledger import collect_stats, list_stages
+from pipeline.output import Output
+from pipeline.records import BASE_FIELDS, KIND_FIELDS
+from pipeline.shards import KEPT, write_atomic_bytes
+
+
+class DatasetOutput(Output):
+    """RUN/dataset: ``data/train-XXXXX-of-YYYYY.parquet`` of bounded size, ``README.md`` (the card), plots."""
+
+    type: ClassVar[str] = "dataset"
+    #: Upper bound of one final Parquet file, bytes of Arrow data.
+    max_shard_bytes: int = Field(1_000_000_000, gt=0)
+    #: Columns of the final dataset (provenance is always kept); empty: all columns.
+    columns: list[str] = []
+    #: Dataset card fields.
+    pretty_name: str = ""
+    license: str = "other"
+    language: list[str] = ["en"]
+
+    def write(self, run_dir: Path, cfg) -> Path:
+        return export_dataset(run_dir, cfg, self)
+
+    def verify(self, run_dir: Path) -> list[str]:
+        return verify_dataset(run_dir)
+
+
+def final_columns(table_schema: pa.Schema, kind: str, wanted: list[str]) -> list[str]:
+    base = [f.name for f in BASE_FIELDS + KIND_FIELDS[kind]]
+    if not wanted:
+        return table_schema.names
+    return base + [c for c in wanted if c not in base and c in table_schema.names]
+
+
+def export_dataset(run_dir: str | Path, cfg, out: "DatasetOutput") -> Path:
+    """Write RUN/dataset/data/train-XXXXX-of-YYYYY.parquet (bounded size) and the dataset card.
+
+    The last stage's kept shards are packed in order into files of at most ``export.max_shard_bytes`` of Arrow
+    data, written into a temporary folder that replaces ``dataset/data`` at the end (a rerun rewrites it whole).
+    """
+    run_dir = Path(run_dir)
+    last = list_stages(run_dir)[-1]
+    shards = last.done_shards()
+    out_root = run_dir / "dataset"
+    tmp = out_root / ".tmp-data"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    limit = out.max_shard_bytes
+    groups: list[list[pa.Table]] = [[]]
+    size = 0
+    columns = None
+    for shard in shards:
+        table = pq.read_table(last.file(KEPT, shard))
+        columns = columns or final_columns(table.schema, cfg.kind, out.columns)
+        table = table.select([c for c in columns if c in table.column_names])
+        per_row = table.nbytes / max(len(table), 1)
+        start = 0
+        while start < len(table):
+            room = int((limit - size) // max(per_row, 1))
+            if room < 1:
+                if size:  # this file is full: start the next one
+                    groups.append([])
+                    size = 0
+                    continue
+                room = 1  # a single row larger than the limit gets a file of its own
+            piece = table.slice(start, room)
+            groups[-1].append(piece)
+            size += piece.nbytes
+            start += len(piece)
+            if size >= limit:
+                groups.append([])
+                size = 0
+    groups = [g for g in groups if g] or [[]]
+    total = len(groups)
+    for i, group in enumerate(groups):
+        path = tmp / f"train-{i:05d}-of-{total:05d}.parquet"
+        if group:
+            pq.write_table(pa.concat_tables(group, promote_options="permissive"), path, compression="zstd")
+        else:
+            pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), path)
+    manifest = {p.name: file_digest(p) for p in sorted(tmp.glob("*.parquet"))}
+    final = out_root / "data"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    write_atomic_bytes(out_root / "manifest.json", json.dumps({"files": manifest}, indent=1).encode())
+    stats = collect_stats(run_dir)
+    if (run_dir / "megatron-data-path.txt").exists():
+        shutil.copy2(run_dir / "megatron-data-path.txt", out_root / "megatron-data-path.txt")
+    try:
+        from pipeline.plots import plot_funnel
+
+        plot_funnel(stats, str(out_root / "funnel.png"))
+    except ImportError:
+        pass
+    write_card(out_root, cfg, out, stats, run_dir)
+    return out_root
+
+
+def file_digest(path: Path) -> dict:
+    """Rows and a SHA-256 over every row's id and text, in order: what the file holds, whatever its encoding."""
+    table = pq.read_table(path, columns=["id", "text"])
+    h = hashlib.sha256()
+    for rid, text in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
+        for value in (rid, text):
+            data = b"\xff" if value is None else value.encode("utf-8", "surrogatepass")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return {"rows": len(table), "sha256": h.hexdigest()}
+
+
+def verify_dataset(run_dir: Path) -> list[str]:
+    """The final files hold exactly the last stage's kept ids, each once, with the content recorded at export."""
+    run_dir = Path(run_dir)
+    data = run_dir / "dataset" / "data"
+    if not data.exists():
+        return []
+    problems = []
+    manifest_path = run_dir / "dataset" / "manifest.json"
+    files = sorted(data.glob("*.parquet"))
+    if not manifest_path.exists():
+        problems.append("dataset: manifest.json missing (re-export with `swallow export RUN`)")
+    else:
+        manifest = json.loads(manifest_path.read_text())["files"]
+        if sorted(manifest) != [f.name for f in files]:
+            problems.append(f"dataset: files {[f.name for f in files]} differ from the manifest's {sorted(manifest)}")
+        for f in files:
+            if f.name in manifest and file_digest(f) != manifest[f.name]:
+                problems.append(f"dataset/data/{f.name}: content differs from what the export wrote "
+                                "(rows or text changed)")
+    last = list_stages(run_dir)[-1]
+    final = set()
+    for shard in last.done_shards():
+        final.update(pq.read_table(last.file(KEPT, shard), columns=["id"]).column("id").to_pylist())
+    got: list[str] = []
+    for f in files:
+        got += pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    if len(got) != len(set(got)) or set(got) != final:
+        problems.append(f"dataset: {len(got)} rows ({len(set(got))} distinct ids) but the last stage kept {len(final)}")
+    return problems
+
+
+def size_category(n: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+                         (1_000_000_000, "100M<n<1B")):
+        if n < bound:
+            return label
+    return "1B<n<10B"
+
+
+def source_licenses(run_dir: Path) -> Counter:
+    counts: Counter = Counter()
+    for f in sorted((run_dir / "dataset" / "data").glob("*.parquet")):
+        if "license" in pq.ParquetFile(f).schema_arrow.names:
+            counts.update(str(v) for v in pq.read_table(f, columns=["license"]).column("license").to_pylist())
+    return counts
+
+
+def write_card(out_root: Path, cfg, out, stats: dict, run_dir: Path) -> Path:
+
+    stages = stats["stages"]
+    n_final = stages[-1]["kept"] if stages else 0
+    header = {
+        "license": out.license,
+        "language": list(out.language),
+        "pretty_name": out.pretty_name or run_dir.name,
+        "size_categories": [size_category(n_final)],
+        "task_categories": ["text-generation"],
+        "tags": ["pretraining", "swallow-curator", cfg.kind],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+             f"# {header['pretty_name']}", ""]
+    if cfg.description:
+        lines += [cfg.description, ""]
+    lines += ["Built with swallow-curator. Every input record is either in this dataset or was rejected with a "
+              "reason by one stage; `swallow verify` checked the run's ledger.", "",
+              "![funnel](funnel.png)", "", "## Pipeline", "",
+              "| # | stage | in | kept | rejected | tokens |", "|---|---|---:|---:|---:|---:|"]
+    for i, st in enumerate(stages):
+        tokens = st["counters"].get("tokens", st["counters"].get("output_tokens", ""))
+        lines.append(f"| {i} | {st['stage']} | {st['in']:,} | {st['kept']:,} | {st['rejected']:,} | "
+                     f"{int(tokens):,} |" if tokens != "" else
+                     f"| {i} | {st['stage']} | {st['in']:,} | {st['kept']:,} | {st['rejected']:,} | |")
+    lines += ["", "## Rejection reasons", "", "| stage | reason | records |", "|---|---|---:|"]
+    for st in stages:
+        for reason, n in st["reasons"].items():
+            lines.append(f"| {st['stage']} | `{reason}` | {n:,} |")
+    models = [st for st in stages if st.get("info", {}).get("model")]
+    if models:
+        lines += ["", "## Models and prompts", "", "| stage | model | prompt | prompt sha256 |", "|---|---|---|---|"]
+        for st in models:
+            info = st["info"]
+            lines.append(f"| {st['stage']} | `{info['model']}` | `{info.get('prompt', '')}` | "
+                         f"`{(info.get('prompt_sha256') or '')[:16]}` |")
+    lines += ["", "## Sources", "", "| input | |", "|---|---|"]
+    for p in cfg.source.paths:
+        lines.append(f"| `{p}` | {cfg.source.type} |")
+    lic = source_licenses(run_dir)
+    if lic:
+        lines += ["", "| license of source records | records |", "|---|---:|"]
+        for name, n in lic.most_common():
+            lines.append(f"| {name} | {n:,} |")
+    lines += ["", "## Files", "", "- `data/train-*.parquet`: the records (text and provenance columns).",
+              "- `megatron-data-path.txt`: Megatron-LM `--data-path` (tokens-weighted prefixes), if tokenized.", ""]
+    card = out_root / "README.md"
+    write_atomic_bytes(card, "\n".join(lines).encode())
+    (out_root / "stats.json").write_text(json.dumps(stats, indent=1))
+    return card

@@ -1,0 +1,321 @@
+"""The lint filter: real pylint, scores equal to the CLI whatever ran before, per-file isolation, and no
+configuration (or code) read from the disk around the lint process."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages.filters.lint import SWALLOWCODE_DISABLE, LintFilter, PylintWorker, comment_ratio, module_name, pylint_args
+from stages.filters.syntax import syntax_check
+from tests.conftest import ROOT
+from tests.helpers import compiles, table_of
+
+shared = pytest.mark.shared_data
+
+
+def test_comment_ratio_definition():
+    ratio, has_code = comment_ratio("# a\nx = 1  # b\n")
+    # tokens: COMMENT NL NAME OP NUMBER COMMENT NEWLINE ENDMARKER -> 2 comments of 8 tokens
+    assert ratio == pytest.approx(2 / 8) and has_code
+    assert comment_ratio("# only\n# comments\n")[1] is False
+
+
+def cli_score(text: str, folder: Path) -> float:
+    """``python -m pylint`` on the file alone, in an empty folder of its own, under the name our worker uses, with
+    an explicit empty rcfile and a clean environment (no configuration from the disk on either side)."""
+    folder.mkdir(parents=True)
+    path = folder / f"{module_name(text)}.py"
+    path.write_text(text, encoding="utf-8")
+    rc = folder / "empty-pylintrc"
+    rc.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYLINTRC")}
+    out = subprocess.run([sys.executable, "-m", "pylint", *pylint_args(SWALLOWCODE_DISABLE, str(rc)), str(path)],
+                         capture_output=True, text=True, cwd=folder,
+                         env={**env, "PYLINTHOME": str(folder), "HOME": str(folder)}).stdout
+    m = re.search(r"rated at (-?[\d.]+)/10", out)
+    return float(m.group(1)) if m else 0.0
+
+
+def scores(worker: PylintWorker, texts: list[str]) -> list[float]:
+    out = []
+    for t in texts:
+        status, score, detail = worker.lint(t, module_name(t))
+        assert status == "ok", detail
+        out.append(float(f"{score:.2f}") if score is not None else 0.0)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ determinism
+
+def determinism_sample(corpus_rows) -> list[tuple[str, str]]:
+    """(label, text) of >= 100 real files that stress import resolution: relative imports (``from .x import``,
+    which resolve to whatever a long-lived process saw before), imports of names that are also stdlib or
+    third-party modules (``util``, ``compat``, ``six``, ``test``, ...), and a random rest; plus the stdlib's
+    ``wsgiref/handlers.py``, which scored 8.39 / 7.98 / 7.77 / 8.18 depending on history and machine."""
+    ok = [r for r in corpus_rows if 200 < len(r["content"]) < 7000 and compiles(r["content"])]
+    relative = [r for r in ok if re.search(r"^from \.+\w* import", r["content"], re.M)][:40]
+    shadow = re.compile(r"^(from|import) (util|utils|compat|six|test|tests|types|string|parser|config|random|"
+                        r"select|signal|logging|queue)\b", re.M)
+    named = [r for r in ok if shadow.search(r["content"]) and r not in relative][:30]
+    rest = [r for r in ok if r not in relative and r not in named]
+    picked = relative + named + random.Random(7).sample(rest, 40)
+    handlers = Path(sysconfig.get_paths()["stdlib"]) / "wsgiref" / "handlers.py"
+    return [("stdlib:wsgiref/handlers.py", handlers.read_text())] + \
+        [(f"{r['repo']}/{r['path']}", r["content"]) for r in picked]
+
+
+@shared
+def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_session):
+    """The same scores alone (a fresh worker per file), in two orders through one worker, in a full pipeline run
+    on Ray, and from ``python -m pylint``: history never changes a verdict."""
+    sample = determinism_sample(corpus_rows)
+    assert len(sample) >= 100
+    texts = [t for _, t in sample]
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=120)
+    try:
+        forward = scores(w, texts)
+        backward = scores(w, texts[::-1])[::-1]
+    finally:
+        w.close()
+    alone = []
+    for text in texts[:4]:  # wsgiref/handlers.py first
+        w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=120)
+        try:
+            alone += scores(w, [text])
+        finally:
+            w.close()
+
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    rows = [{"id": f"d{i}", "text": t, "source_file": "sample", "source_offset": i, "repo": None, "path": label,
+             "license": None, "blob_id": None, "language": "python"} for i, (label, t) in enumerate(sample)]
+    src = tmp_path / "records.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src, row_group_size=9)
+    raw = {"kind": "code", "source": {"type": "records", "paths": [str(src)], "shard_bytes": 1},
+           "stages": [{"type": "lint_filter", "batch_size": 4}], "export": {"enabled": False}}
+    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
+    out = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-lint_filter").glob("*/*.parquet")
+                            if f.parent.name in ("kept", "rejected")], promote_options="permissive")
+    full = dict(zip(out.column("id").to_pylist(), out.column("pylint_score").to_pylist()))
+    in_run = [full[f"d{i}"] if full[f"d{i}"] is not None else 0.0 for i in range(len(sample))]
+
+    with ThreadPoolExecutor(2) as pool:
+        cli = list(pool.map(lambda it: cli_score(it[1], tmp_path / "cli" / str(it[0])), enumerate(texts)))
+    labels = [label for label, _ in sample]
+    differ = [(labels[i], cli[i], forward[i], backward[i], in_run[i]) for i in range(len(texts))
+              if not cli[i] == forward[i] == backward[i] == in_run[i]]
+    assert not differ, differ[:5]
+    assert alone == cli[:4]
+    assert len(set(cli)) > 10  # a real spread of scores, not a constant
+
+
+@shared
+def test_lint_score_does_not_depend_on_previous_files(tmp_path, corpus_rows):
+    """Regression: linting a file that makes astroid look up `pip` turned setuptools' distutils hack off in a
+    long-lived process; a later setuptools file then scored differently from the CLI (8.19 vs 8.10)."""
+    by_path = {r["path"]: r["content"] for r in corpus_rows}
+    first = by_path["python3/venv/lib/python3.7/site-packages/pip/_vendor/urllib3/packages/ssl_match_hostname/"
+                    "_implementation.py"]
+    second = by_path["setuptools/command/sdist.py"]
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60)
+    try:
+        got = scores(w, [first, second])
+    finally:
+        w.close()
+    assert got[1] == cli_score(second, tmp_path / "cli")
+
+
+def test_scores_and_decision_columns():
+    """final = raw x (1 - ratio), the threshold applies to it; an all-comment file scores 0."""
+    stage = LintFilter(min_score=7.0, warm_modules=[])
+    stage.setup()
+    try:
+        texts = ["import os\n\n\ndef f():\n    return os.sep\n", "# just\n# comments\n",
+                 "import os,sys\nx=1\n# a comment\n# another\n", "def f(a):\n    return a  # why\n"]
+        v = stage.process(table_of(texts))
+    finally:
+        stage.teardown()
+    raw = v.columns["pylint_score"].to_pylist()
+    for r, ratio, final, reason in zip(raw, v.columns["comment_ratio"].to_pylist(),
+                                       v.columns["lint_score"].to_pylist(), v.reasons):
+        if r is not None and ratio is not None and final:
+            assert final == pytest.approx(r * (1 - ratio))
+        assert (reason is None) == (final >= 7.0)
+    assert v.columns["lint_score"].to_pylist()[1] == 0.0 and v.reasons[1] == "low_lint_score"
+
+
+def test_process_before_setup_is_an_error():
+    from pipeline.component import NotSetUp
+
+    with pytest.raises(NotSetUp):
+        LintFilter().process(table_of(["x = 1\n"]))
+
+
+# ------------------------------------------------------------------------------------------------ isolation
+
+BIG = "\n".join(f"def f{i}(a, b):\n    return a + b * {i}\n" for i in range(3000))  # ~2 s of pylint
+
+
+def test_timeout_kills_only_that_files_child():
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=0.5, warm_modules=[])
+    try:
+        assert w.lint("import os\n\nprint(os.sep)\n", "warm")[0] == "ok"
+        server = w.proc.pid
+        status, score, detail = w.lint(BIG, "big")
+        assert status == "lint_timeout" and score is None and "0.5" in detail
+        status, score, _ = w.lint("import os\n\nprint(os.sep)\n", "after")
+        assert status == "ok" and score == 10.0 and w.proc.pid == server  # the warm server went on
+    finally:
+        w.close()
+
+
+def test_a_child_that_dies_is_lint_error_and_the_server_goes_on():
+    import psutil
+
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
+    try:
+        assert w.lint("x = 1\n", "warm")[0] == "ok"
+        server = psutil.Process(w.proc.pid)
+
+        def kill_child():
+            for child in server.children():
+                child.kill()
+
+        threading.Timer(0.7, kill_child).start()
+        status, _, detail = w.lint(BIG, "big")
+        assert status == "lint_error" and "died" in detail and "signal 9" in detail
+        assert w.lint("x = 1\n", "after")[0] == "ok" and w.proc.pid == server.pid
+    finally:
+        w.close()
+
+
+def test_a_server_that_dies_is_lint_error_and_is_replaced():
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
+    try:
+        assert w.lint("x = 1\n", "warm")[0] == "ok"
+        victim = w.proc.pid
+        threading.Timer(0.7, lambda: os.kill(victim, 9)).start()
+        status, _, detail = w.lint(BIG, "big")
+        assert status == "lint_error" and "died" in detail
+        assert w.lint("x = 1\n", "after")[0] == "ok" and w.proc.pid != victim
+    finally:
+        w.close()
+
+
+def test_pylint_internal_crash_on_deep_nesting_is_lint_error():
+    deep = "a = 1\nx = " + " + ".join(["a"] * 2000) + "\n"
+    assert syntax_check(deep) == (None, None)  # CPython accepts it; pylint's AST builder recurses too deep
+    stage = LintFilter(warm_modules=[])
+    stage.setup()
+    try:
+        v = stage.process(table_of([deep, "import os\n\nprint(os.getcwd())\n"]))
+    finally:
+        stage.teardown()
+    assert v.reasons[0] == "lint_error" and "astroid-error" in v.details[0]
+    assert v.reasons[1] is None
+
+
+def test_module_names_never_leave_the_lint_folder():
+    """The file name comes from the content: a hostile id or path cannot name a file outside the folder."""
+    assert re.fullmatch(r"m_[0-9a-f]{16}", module_name("x = 1\n"))
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
+    try:
+        with pytest.raises(ValueError):
+            w.lint("x = 1\n", "../../escape")
+    finally:
+        w.close()
+
+
+# ------------------------------------------------------------------------------------------------ no configuration
+
+HOOK = "open({marker!r}, 'w').write('ran')"
+#: (where, file name, content template): every place pylint looks for configuration by default, each with an
+#: init-hook (code pylint would run) and options that would change every score.
+HOSTILE = [
+    ("tmpdir", "pyproject.toml", "[tool.pylint.main]\ninit-hook = \"{hook}\"\n[tool.pylint.'messages control']\n"
+                                 "disable = ['all']\n"),
+    ("tmpdir", "pylintrc", "[MAIN]\ninit-hook={hook}\n[MESSAGES CONTROL]\nenable=all\n"),
+    ("tmpdir", ".pylintrc", "[MAIN]\ninit-hook={hook}\nmax-line-length=5\n"),
+    ("tmpdir", "setup.cfg", "[pylint.main]\ninit-hook={hook}\n"),
+    ("tmpdir", "tox.ini", "[pylint.main]\ninit-hook={hook}\n"),
+    ("home", ".pylintrc", "[MAIN]\ninit-hook={hook}\n"),
+    ("home", ".config/pylintrc", "[MAIN]\ninit-hook={hook}\n"),
+    ("envvar", "hostile.rc", "[MAIN]\ninit-hook={hook}\nload-plugins=hostile_plugin\n"),
+    ("cwd", "pyproject.toml", "[tool.pylint.main]\ninit-hook = \"{hook}\"\n"),
+    ("pythonpath", "sitecustomize.py", "{hook}\n"),
+]
+SAMPLES = ["import os\n\n\ndef f():\n    return os.sep\n", "import os,sys\nx=1;y=2\n"]
+
+
+@pytest.fixture(scope="module")
+def clean_scores():
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[])
+    try:
+        return scores(w, SAMPLES)
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("where,name,template", HOSTILE, ids=[f"{w}-{n}" for w, n, _ in HOSTILE])
+def test_no_configuration_or_code_from_the_disk(tmp_path, monkeypatch, clean_scores, where, name, template):
+    """Whatever is on disk (the temp folder, HOME, $PYLINTRC, the working folder, PYTHONPATH), the lint runs
+    no foreign code and reads no foreign options: no marker file, the same scores as in a clean environment."""
+    marker = tmp_path / "RAN"
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    cfg = hostile / name
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(template.format(hook=HOOK.format(marker=str(marker))))
+    if where == "tmpdir":
+        monkeypatch.setenv("TMPDIR", str(hostile))
+        monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    elif where == "home":
+        monkeypatch.setenv("HOME", str(hostile))
+    elif where == "envvar":
+        monkeypatch.setenv("PYLINTRC", str(cfg))
+    elif where == "cwd":
+        monkeypatch.chdir(hostile)
+    elif where == "pythonpath":
+        monkeypatch.setenv("PYTHONPATH", str(hostile))
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[])
+    try:
+        if where == "tmpdir":
+            assert Path(w.tmp).parent == hostile  # the attack's premise: the lint folder is inside it
+        got = scores(w, SAMPLES)
+    finally:
+        w.close()
+    assert not marker.exists(), f"code from {where}/{name} ran in the lint process"
+    assert got == clean_scores
+
+
+@shared
+def test_swallow_lint_filter_with_a_hostile_tmpdir(tmp_path, request):
+    """The issue's reproduction, through the command a user types."""
+    marker = tmp_path / "PWNED"
+    hostile = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))  # short: Ray puts its unix sockets under TMPDIR
+    request.addfinalizer(lambda: shutil.rmtree(hostile, ignore_errors=True))
+    (hostile / "pyproject.toml").write_text(f"[tool.pylint.main]\ninit-hook = \"open('{marker}', 'w')\"\n")
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"content": SAMPLES, "path": ["a.py", "b.py"], "repo": ["r", "r"],
+                             "license": ["mit", "mit"], "blob_id": ["a", "b"]}), src)
+    env = {**os.environ, "TMPDIR": str(hostile), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "lint_filter", "--input", str(src), "--output",
+                           str(tmp_path / "run"), "--no-progress", "--set", "stages.lint_filter.warm_modules=[]"],
+                          env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not marker.exists()
