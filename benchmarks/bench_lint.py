@@ -56,18 +56,17 @@ def samples() -> dict[str, list[dict]]:
 
 
 def cli_score(args) -> float:
-    """The baseline: one ``python -m pylint`` per file, in an empty folder of its own, with the same empty rcfile
-    (so neither side reads configuration from the disk around it)."""
-    from stages.code import SWALLOWCODE_DISABLE, pylint_args
+    """The baseline: one ``python -m pylint`` per file, in an empty folder of its own, in the same lint environment
+    as the stage (the standard library and pylint's own packages, an explicit empty rcfile): same scores."""
+    from stages.filters.lint import SWALLOWCODE_DISABLE, cli_command, lint_env, module_name, pylint_args
 
-    name, text, tmp, rcfile = args
+    name, text, tmp, rcfile, pylib = args
     d = Path(tmp) / name
     d.mkdir()
-    p = d / f"m_{name}.py"
+    p = d / f"{module_name(text)}.py"
     p.write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYLINTRC")}
-    out = subprocess.run([sys.executable, "-m", "pylint", *pylint_args(SWALLOWCODE_DISABLE, rcfile), str(p)],
-                         capture_output=True, text=True, cwd=d, env={**env, "PYLINTHOME": str(d)}).stdout
+    out = subprocess.run([*cli_command(pylib), *pylint_args(SWALLOWCODE_DISABLE, rcfile), str(p)],
+                         capture_output=True, text=True, cwd=d, env=lint_env(str(d))).stdout
     m = re.search(r"rated at (-?[\d.]+)/10", out)
     return float(m.group(1)) if m else 0.0
 
@@ -112,11 +111,15 @@ def main() -> None:
                 ours_t.append(elapsed)
                 rcfile = tmp / "empty-pylintrc"
                 rcfile.write_text("")
+                from stages.filters.lint import pylint_library
+
+                pylib = pylint_library(str(tmp / "pylib"))
                 base_dir = tmp / "baseline"
                 base_dir.mkdir()
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(a.workers) as pool:
-                    base = list(pool.map(cli_score, [(r["blob_id"], r["content"], base_dir, rcfile) for r in rows]))
+                    base = list(pool.map(cli_score, [(r["blob_id"], r["content"], base_dir, rcfile, pylib)
+                                                     for r in rows]))
                 base_t.append(time.perf_counter() - t0)
                 diff = [(r["blob_id"], r["repo"] + "/" + picked[i]["path"], ours.get(r["blob_id"]), b)
                         for i, (r, b) in enumerate(zip(rows, base)) if (ours.get(r["blob_id"]) or 0.0) != b]

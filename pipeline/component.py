@@ -59,6 +59,12 @@ class Component(BaseModel):
     def resources(self) -> Resources:
         return Resources(self.num_cpus, self.num_gpus, self.concurrency)
 
+    def prestart(self, local: bool):
+        """In the driver, before Ray starts: begin slow preparations that workers on this node can share (e.g. a
+        warm lint server). ``local``: every worker will run on this machine. Returns something with ``close()``
+        that the runner calls at the end of the run, or None. Default: nothing."""
+        return None
+
     def setup(self) -> None:
         """Build heavy state (models, linters, engines) once per worker."""
 

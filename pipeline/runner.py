@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -104,8 +105,14 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
     t0 = time.time()
     with RunLock(run_dir):
         prepare(cfg, run_dir)
+        local = executor == "inline" or not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+        started = []
         ex = make_executor(executor, cfg.ray)
         try:
+            for comp in cfg.components():  # shared per-node helpers warm up while Ray and earlier stages start
+                handle = comp.prestart(local)
+                if handle is not None:
+                    started.append(handle)
             for comp, ctx in zip(cfg.components(), contexts(run_dir, cfg)):
                 t_stage = time.time()
                 ran = 0
@@ -122,6 +129,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                 record_elapsed(ctx.dir, time.time() - t_stage, ran)
         finally:
             ex.close()
+            for handle in started:
+                handle.close()
         summary = collect_stats(run_dir)
         summary["wall_s"] = round(time.time() - t0, 2)
         do_export = cfg.export.enabled if export is None else export

@@ -17,12 +17,14 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tokenize
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
@@ -76,11 +78,65 @@ WARM_MODULES = [
     "string", "struct", "subprocess", "sys", "tempfile", "textwrap", "threading", "time", "timeit", "traceback",
     "types", "typing", "unittest", "unittest.mock", "urllib", "urllib.error", "urllib.parse", "urllib.request",
     "uuid", "warnings", "weakref", "xml.etree.ElementTree", "zipfile",
-    # what inference reaches through them (seen built again in most lint children without these)
-    "__future__", "_collections_abc", "_operator", "_sre", "_warnings", "_weakref", "builtins", "copyreg",
-    "genericpath", "json.decoder", "json.encoder", "linecache", "posixpath", "ntpath", "re._compiler",
+    # what inference reaches through them (each was built again by many lint children without it)
+    "__future__", "_collections_abc", "_functools", "_io", "_operator", "_py_abc", "_random", "_sre", "_stat",
+    "_warnings", "_weakref", "bdb", "builtins", "builtins.io", "cmd", "copyreg", "genericpath", "json.decoder",
+    "json.encoder", "linecache", "os.path", "pdb", "posix", "posixpath", "ntpath", "re._compiler",
     "re._constants", "re._parser", "reprlib", "unittest.case", "unittest.suite",
 ]
+
+
+def lint_env(home: str) -> dict[str, str]:
+    """The lint process's environment: no variable that makes Python or pylint read code or configuration from
+    elsewhere (``PYTHONPATH``, ``PYTHONSTARTUP``, ``PYLINTRC``, ...); ``HOME`` and pylint's data folder private."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "PYLINTRC"}
+    env.update(PYLINTHOME=home, HOME=home, XDG_CONFIG_HOME=home, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONNOUSERSITE="1")
+    return env
+
+
+def pylint_library(dest: str) -> str:
+    """A folder of links to pylint's own distributions (pylint, astroid and what they require, by their metadata).
+
+    With the interpreter started without site-packages (``-S``) and this folder on its path, what a linted file
+    can import is the standard library and pylint's closure only: a score never depends on which other packages
+    the worker machine happens to have (vLLM pulls in torch, numpy, sympy, ...). Without this, astroid builds and
+    infers through every installed package a file imports: slower, and a different score on another machine.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    os.makedirs(dest, exist_ok=True)
+    todo, seen = ["pylint"], set()
+    while todo:
+        name = todo.pop()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        for req in dist.requires or []:
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+        base = Path(dist.locate_file(""))
+        for top in sorted({f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")}):
+            link = os.path.join(dest, top)
+            if not os.path.lexists(link) and (base / top).exists():
+                os.symlink(base / top, link)
+    return dest
+
+
+def cli_command(pylib: str | None) -> list[str]:
+    """``python -m pylint`` in the lint environment: what the stage's scores are defined (and tested) against."""
+    if pylib is None:
+        return [sys.executable, "-m", "pylint"]
+    return [sys.executable, "-S", "-s", "-c", "import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+            "runpy.run_module('pylint', run_name='__main__', alter_sys=True)", pylib]
 
 
 def private_dir(prefix: str) -> str:
@@ -92,97 +148,183 @@ def private_dir(prefix: str) -> str:
     return path
 
 
-class PylintWorker:
-    """A warm pylint fork server (``lint_server.py``): one child per file, the parent's state fixed.
+class LintServer:
+    """A running warm lint server (``lint_server.py``) and its private folder; whoever starts it owns it.
 
-    The server runs in a private folder with an explicit empty rcfile, ``HOME`` pointing into that folder and
-    no ``PYLINTRC``/``PYTHONPATH``/``PYTHONSTARTUP``: no configuration or code from the disk around it is read.
-    A child that exceeds ``timeout_s`` is killed by the server (``lint_timeout``); a server that stops
-    answering is replaced (``lint_error``).
+    The folder (mode 0700) holds an empty rcfile, the links of the ``stdlib`` environment, the socket and the
+    files being linted; ``HOME`` points into it and no ``PYLINTRC``/``PYTHONPATH``/``PYTHONSTARTUP`` reaches the
+    server: no configuration or code from the disk around it is read. The server exits and removes the folder
+    when its owner closes it or dies (its stdin closes).
     """
 
-    def __init__(self, disable: str, timeout_s: float, warm_modules: list[str] | None = None,
-                 start_timeout_s: float = 600.0):
-        self.disable, self.timeout_s, self.start_timeout_s = disable, timeout_s, start_timeout_s
-        self.warm_modules = list(WARM_MODULES if warm_modules is None else warm_modules)
+    def __init__(self, disable: str, warm_modules: list[str] | None = None, environment: str = "stdlib",
+                 start_timeout_s: float = 600.0, wait: bool = True):
         self.tmp = private_dir("swallow-lint-")
-        self.rcfile = os.path.join(self.tmp, "empty-pylintrc")
-        Path(self.rcfile).write_text("")
-        self.files = os.path.join(self.tmp, "files")
-        os.mkdir(self.files, 0o700)
-        self.proc: subprocess.Popen | None = None
-        self.ready: dict = {}
+        try:
+            rcfile = os.path.join(self.tmp, "empty-pylintrc")
+            Path(rcfile).write_text("")
+            self.files = os.path.join(self.tmp, "files")
+            os.mkdir(self.files, 0o700)
+            self.socket = os.path.join(self.tmp, "lint.sock")
+            pylib = pylint_library(os.path.join(self.tmp, "pylib")) if environment == "stdlib" else None
+            warm = list(WARM_MODULES if warm_modules is None else warm_modules)
+            flags = ["-S", "-s"] if pylib else []  # stdlib: no site-packages at all, pylint's own closure added
+            args = [sys.executable, *flags, LINT_SERVER, self.socket, pylib or "", json.dumps({"modules": warm}),
+                    *pylint_args(disable, rcfile)]
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, cwd=self.files, text=True, bufsize=1,
+                                         env={**lint_env(self.tmp), "SWALLOW_LINT_ROOT": self.tmp})
+            self.ready = self._wait_ready(start_timeout_s) if wait else {}
+        except BaseException:
+            self.close()
+            raise
 
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYLINTRC", "PYTHONUSERBASE",
-                            "PYTHONSAFEPATH", "PYTHONINSPECT", "PYTHONWARNINGS")}
-        env.update(PYLINTHOME=self.tmp, HOME=self.tmp, XDG_CONFIG_HOME=self.tmp, PYTHONHASHSEED="0",
-                   PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
-        args = [sys.executable, LINT_SERVER, json.dumps(self.warm_modules),
-                *pylint_args(self.disable, self.rcfile)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     cwd=self.files, env=env, text=True, bufsize=1)
-        line = self._read_line(self.start_timeout_s)
-        if not line:
-            code = self.proc.poll()
-            self.stop()
-            raise RuntimeError(f"the pylint server did not start (exit code {code})")
-        self.ready = json.loads(line)
-
-    def _read_line(self, timeout: float) -> str | None:
+    def _wait_ready(self, timeout: float) -> dict:
         import select
 
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return self.proc.stdout.readline() if ready else None
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the pylint server did not start within {timeout:g} s (exit code {self.proc.poll()})")
+        return json.loads(line)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(10)
-            for f in (self.proc.stdin, self.proc.stdout):
+    @property
+    def address(self) -> dict:
+        """What a worker on the same host needs to use this server."""
+        return {"host": socket.gethostname(), "socket": self.socket, "files": self.files, "pid": self.proc.pid}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        proc = getattr(self, "proc", None)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            for f in (proc.stdin, proc.stdout):
                 try:
                     f.close()
                 except OSError:
                     pass
-        self.proc = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def wait_for_socket(address: dict, timeout: float) -> bool:
+    """Wait until a (warming) server on this host listens; False if its process is gone or it takes too long."""
+    import psutil
+
+    def running() -> bool:
+        try:
+            return psutil.Process(address["pid"]).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(address["socket"]):
+        if not running() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class PylintWorker:
+    """One lint worker's connection to a warm lint server: the node's (``address``) or, failing that, its own.
+
+    A child that exceeds ``timeout_s`` is killed by the server (``lint_timeout``); a server that stops answering
+    or dies gives ``lint_error`` for that file, and the next file goes to a fresh server of this worker's own.
+    """
+
+    def __init__(self, disable: str, timeout_s: float, warm_modules: list[str] | None = None,
+                 environment: str = "stdlib", address: dict | None = None, start_timeout_s: float = 600.0):
+        self.disable, self.timeout_s, self.start_timeout_s = disable, timeout_s, start_timeout_s
+        self.warm_modules, self.environment = warm_modules, environment
+        self.address = address if address and address.get("host") == socket.gethostname() else None
+        self.own: LintServer | None = None
+        self.conn: socket.socket | None = None
+        self.reader = None
+        self.files = ""
+        self.server_pid: int | None = None
+
+    def start(self) -> None:
+        """Connect to the node's server if there is one, else start a server of this worker's own."""
+        self.stop()
+        address = self.address
+        if address is not None and not wait_for_socket(address, self.start_timeout_s):
+            address = self.address = None  # the node's server died while warming up: use one of our own
+        if address is None:
+            if self.own is None or not self.own.alive():
+                if self.own is not None:
+                    self.own.close()
+                self.own = LintServer(self.disable, self.warm_modules, self.environment, self.start_timeout_s)
+            address = self.own.address
+        self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.conn.connect(address["socket"])
+        except OSError:
+            self.conn.close()
+            self.conn = None
+            if address is self.address:  # the node's server is gone: use one of our own from now on
+                self.address = None
+                return self.start()
+            raise
+        self.reader = self.conn.makefile("r", encoding="utf-8")
+        self.server_pid = address["pid"]
+        self.files = tempfile.mkdtemp(prefix="w", dir=address["files"])  # this worker's files only
+
+    def stop(self) -> None:
+        for f in (self.reader, self.conn):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self.reader = self.conn = None
+        if self.files:
+            shutil.rmtree(self.files, ignore_errors=True)
+            self.files = ""
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.own is not None:
+            self.own.close()
+            self.own = None
+
+    def _read_line(self, timeout: float) -> str | None:
+        import select
+
+        ready, _, _ = select.select([self.conn], [], [], timeout)
+        return self.reader.readline() if ready else None
 
     def lint(self, source: str, name: str, meanwhile=None) -> tuple[str, float | None, str | None]:
         """('ok', score, None) | ('lint_timeout'|'lint_error', None, detail). Score None: no statements.
 
-        ``name``: the module name (a plain identifier, see ``module_name``).
-
-        ``meanwhile`` (a callable) runs in this process while the lint child works on the file.
+        ``name``: the module name (a plain identifier, see ``module_name``). ``meanwhile`` (a callable) runs in
+        this process while the lint child works on the file.
         """
         if not name.isidentifier():
             raise ValueError(f"module name {name!r} is not an identifier")
-        if self.proc is None or self.proc.poll() is not None:
-            self.stop()
+        if self.conn is None:
             self.start()
         path = os.path.join(self.files, name + ".py")
         with open(path, "w", encoding="utf-8") as f:
             f.write(source)
         try:
-            self.proc.stdin.write(json.dumps({"path": path, "timeout_s": self.timeout_s}) + "\n")
-            self.proc.stdin.flush()
+            self.conn.sendall((json.dumps({"path": path, "timeout_s": self.timeout_s}) + "\n").encode())
             if meanwhile is not None:
                 meanwhile()
             line = self._read_line(self.timeout_s + 30)  # the server itself kills a slow child
             if line is None:
+                self.address = None
                 self.stop()
                 return "lint_error", None, "the pylint server stopped answering"
             if not line:
                 raise EOFError("no reply")
             reply = json.loads(line)
-        except (EOFError, BrokenPipeError, OSError, ValueError) as exc:
-            code = self.proc.poll() if self.proc else None
+        except (EOFError, OSError, ValueError) as exc:
+            self.address = None  # do not go back to a server that died: start our own
             self.stop()
-            return "lint_error", None, f"pylint server died ({type(exc).__name__}, exit code {code})"
+            return "lint_error", None, f"pylint server died ({type(exc).__name__})"
         finally:
             try:
                 os.unlink(path)
@@ -212,11 +354,26 @@ class LintFilter(Stage):
     #: Modules whose astroid trees the warm lint parent builds before the first file (speed only; see
     #: ``WARM_MODULES``). Default: a fixed list of common standard-library modules.
     warm_modules: list[str] | None = None
+    #: What a linted file's imports resolve to: ``stdlib`` (the standard library and pylint's own packages: the
+    #: same score on every machine) or ``inherit`` (every package installed where the worker runs).
+    environment: Literal["stdlib", "inherit"] = "stdlib"
     batch_size: int = Field(64, ge=1)
     _worker: PylintWorker | None = PrivateAttr(None)
+    #: Where the node's lint server listens (set by ``prestart`` in the driver of a local run).
+    _server: dict | None = PrivateAttr(None)
+
+    def prestart(self, local: bool) -> LintServer | None:
+        """A local run's driver starts the node's warm server before Ray, so it warms up while Ray and the earlier
+        stages start, once for all of this node's lint workers."""
+        if not local:
+            return None
+        server = LintServer(self.disable, self.warm_modules, self.environment, wait=False)
+        self._server = server.address
+        return server
 
     def setup(self) -> None:
-        self._worker = PylintWorker(self.disable, self.timeout_s, self.warm_modules)
+        self._worker = PylintWorker(self.disable, self.timeout_s, self.warm_modules, self.environment,
+                                    address=self._server)
         self._worker.start()
 
     def teardown(self) -> None:
@@ -254,4 +411,8 @@ class LintFilter(Stage):
     def shard_info(self) -> dict[str, Any]:
         import pylint
 
-        return {"pylint": pylint.__version__, "python": sys.version.split()[0], "pylint_disable": self.disable}
+        info = {"pylint": pylint.__version__, "python": sys.version.split()[0], "pylint_disable": self.disable,
+                "lint_environment": self.environment}
+        if self._worker is not None:
+            info["lint_server"] = "node" if self._worker.address else "own"
+        return info

@@ -1,10 +1,11 @@
 """Warm pylint fork server: every file is linted in a fresh child forked from one warm parent.
 
-Started as a plain script (``python lint_server.py WARM_MODULES_JSON PYLINT_ARGS...``), never imported by the
-parent, so that its interpreter state is that of ``python -m pylint``: only the standard library and pylint are
-imported, and ``sys.path`` is the interpreter's default (the script's folder is removed, as pylint's
+Started as a plain script (``python [-S -s] lint_server.py SOCKET PYLIB WARM_JSON PYLINT_ARGS...``), never
+imported by the parent, so that its interpreter state is that of ``python -m pylint``: only the standard library
+and pylint are imported, and ``sys.path`` is the interpreter's (the script's folder is removed, as pylint's
 ``modify_sys_path`` does). Anything more (the project, pyarrow, ...) can change how astroid resolves imports and
-so the score.
+so the score. With ``PYLIB`` (the ``stdlib`` lint environment) the interpreter runs without site-packages and
+only pylint's own packages are added, so imports resolve to the standard library alone.
 
 Why a fork per file. A long-lived pylint process is not a function of its input: astroid caches every module it
 builds, the corpus files' own modules included, so a relative import (``from .util import x``) or a module named
@@ -17,18 +18,20 @@ never lints a corpus file itself: each file is linted by a forked child, which s
 function of the file and the options, whatever ran before, and the warm cache makes each child cheaper than a
 fresh ``pylint`` process (no imports, no option parsing, the common modules already built).
 
+One server per node serves every lint worker of that node (a unix socket; each request its own child, children
+of different workers run side by side), so the warm-up is paid once per node and its memory shared by all
+children. The driver of a local run starts it before Ray, so it warms up while Ray and the earlier stages start.
+
 Garbage collection: after the warm-up the parent's objects are moved to the permanent generation
-(``gc.freeze``), so a child's collections never walk (and never copy-on-write) the warm cache; children run
-with the collector off (they live for one file; automatic full collections over astroid's growing cache cost
-about a third of pylint's time on a cold cache).
+(``gc.freeze``), so a child's collections never walk (and never copy-on-write) the warm cache; children run with
+the collector off (they live for one file; automatic full collections over astroid's growing cache cost about a
+third of pylint's time on a cold cache).
 
-Timeouts and crashes are per child: a child that exceeds its time is killed (``timeout``), one that dies is
-reported (``crashed``), and the warm parent goes on.
-
-Protocol: one JSON line per request on stdin, ``{"path": ..., "timeout_s": float}``; one JSON line per reply on
-the original stdout: ``{"status": "ok", "note": float|null, "statements": int}``, ``{"status": "timeout"}`` or
-``{"status": "error", "detail": str}``. The first line written is ``{"status": "ready", ...}`` once warm. pylint's
-own output is captured and discarded. When stdin closes (the worker died), the server exits.
+Protocol, one JSON line each way per request on a connection: ``{"path": ..., "timeout_s": float}`` ->
+``{"status": "ok", "note": float|null, "statements": int}``, ``{"status": "timeout"}`` or
+``{"status": "error", "detail": str}``. A child that exceeds its time is killed; one that dies is reported; the
+server goes on. Once warm, the server prints ``{"status": "ready", ...}`` on stdout. It exits (removing its
+folder) when its stdin closes: whoever started it died or finished.
 """
 
 import contextlib
@@ -36,8 +39,10 @@ import gc
 import io
 import json
 import os
-import select
+import selectors
+import shutil
 import signal
+import socket
 import sys
 import time
 
@@ -72,13 +77,16 @@ def die_with_parent() -> None:
         pass
 
 
-def run_child(linter, path: str, timeout_s: float) -> dict:
-    """Fork, lint ``path`` in the child, wait at most ``timeout_s``; the parent's state never changes."""
+def fork_child(linter, path: str, keep_open: list[int]) -> tuple[int, int]:
+    """(pid, read end of its result pipe). The child lints ``path`` and always ends in ``os._exit``."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: whatever happens, it ends here (never returns into the server's loop)
         try:
             os.close(rfd)
+            for fd in keep_open:  # the server's sockets and other children's pipes are not the child's
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             die_with_parent()
             try:
                 out = lint_in_child(linter, path)
@@ -90,43 +98,123 @@ def run_child(linter, path: str, timeout_s: float) -> dict:
         finally:
             os._exit(0)  # no cleanup: the child's state is thrown away whole
     os.close(wfd)
-    chunks = []
-    deadline = time.monotonic() + timeout_s
-    timed_out = False
-    try:
+    return pid, rfd
+
+
+def child_result(pid: int, chunks: list[bytes]) -> dict:
+    _, status = os.waitpid(pid, 0)
+    if chunks:
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError:
+            pass
+    how = f"signal {-os.waitstatus_to_exitcode(status)}" if os.WIFSIGNALED(status) else \
+        f"exit code {os.waitstatus_to_exitcode(status)}"
+    return {"status": "error", "detail": f"pylint child died ({how})"}
+
+
+class Server:
+    """The event loop: one thread (forking is only safe without others), non-blocking sockets and pipes."""
+
+    def __init__(self, linter, listener: socket.socket):
+        self.linter = linter
+        self.sel = selectors.DefaultSelector()
+        self.listener = listener
+        self.sel.register(listener, selectors.EVENT_READ, ("accept", None))
+        self.sel.register(sys.stdin, selectors.EVENT_READ, ("owner", None))
+        self.buffers: dict[socket.socket, bytes] = {}
+        self.children: dict[int, dict] = {}  # rfd -> {pid, conn, deadline, chunks}
+
+    def fds(self) -> list[int]:
+        return [self.listener.fileno(), *(c.fileno() for c in self.buffers), *self.children]
+
+    def serve(self) -> None:
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([rfd], [], [], left)
-            if not ready:
+            deadline = min((c["deadline"] for c in self.children.values()), default=None)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                kind, _ = key.data
+                if kind == "owner":
+                    if not sys.stdin.readline():
+                        return  # whoever started the server is gone
+                elif kind == "accept":
+                    conn, _ = self.listener.accept()
+                    conn.setblocking(False)
+                    self.buffers[conn] = b""
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", None))
+                elif kind == "client":
+                    self.on_client(key.fileobj)
+                else:
+                    self.on_child(key.fd)
+            now = time.monotonic()
+            for rfd, child in list(self.children.items()):
+                if child["deadline"] <= now:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child["pid"], signal.SIGKILL)
+                    self.finish(rfd, {"status": "timeout"}, reap=True)
+
+    def on_client(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(conn)
+            self.buffers.pop(conn, None)
+            conn.close()
+            return
+        buf = self.buffers[conn] + data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            req = json.loads(line)
+            try:
+                pid, rfd = fork_child(self.linter, req["path"], self.fds())
+            except OSError as exc:  # fork failed (out of memory or processes)
+                self.reply(conn, {"status": "error", "detail": f"cannot fork a lint child: {exc}"})
                 continue
-            chunk = os.read(rfd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
+            self.children[rfd] = {"pid": pid, "conn": conn, "chunks": [],
+                                  "deadline": time.monotonic() + float(req.get("timeout_s", 60))}
+            self.sel.register(rfd, selectors.EVENT_READ, ("child", None))
+        self.buffers[conn] = buf
+
+    def on_child(self, rfd: int) -> None:
+        chunk = os.read(rfd, 65536)
+        if chunk:
+            self.children[rfd]["chunks"].append(chunk)
+            return
+        child = self.children[rfd]
+        self.finish(rfd, child_result(child["pid"], child["chunks"]), reap=False)
+
+    def finish(self, rfd: int, out: dict, reap: bool) -> None:
+        child = self.children.pop(rfd)
+        self.sel.unregister(rfd)
         os.close(rfd)
-        if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    if timed_out:
-        return {"status": "timeout"}
-    if not chunks:
-        how = f"signal {-os.waitstatus_to_exitcode(status)}" if os.WIFSIGNALED(status) else \
-            f"exit code {os.waitstatus_to_exitcode(status)}"
-        return {"status": "error", "detail": f"pylint child died ({how})"}
-    return json.loads(b"".join(chunks))
+        if reap:
+            os.waitpid(child["pid"], 0)
+        self.reply(child["conn"], out)
+
+    def reply(self, conn: socket.socket, out: dict) -> None:
+        if conn not in self.buffers:
+            return  # the client went away meanwhile
+        try:
+            conn.setblocking(True)
+            conn.sendall((json.dumps(out) + "\n").encode())
+            conn.setblocking(False)
+        except OSError:
+            pass
 
 
 def main() -> None:
-    warm_modules = json.loads(sys.argv[1])
-    args = sys.argv[2:]
+    sock_path, pylib = sys.argv[1], sys.argv[2]
+    warm_modules = json.loads(sys.argv[3]).get("modules", [])
+    args = sys.argv[4:]
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
-    reply = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    if pylib:  # started without site-packages: pylint's own packages, nothing else (see lint.pylint_library)
+        sys.path.append(pylib)
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = io.StringIO()
     t0 = time.monotonic()
     import astroid
@@ -148,18 +236,22 @@ def main() -> None:
                 astroid.MANAGER.ast_from_module_name(name)
     os.unlink(warm_file)
     astroid.MANAGER.astroid_cache.pop("swallow_warmup", None)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(64)
+    listener.setblocking(False)
     gc.collect()
     gc.freeze()  # children never walk (or copy) the warm objects in their collections
     gc.disable()
-    reply.write(json.dumps({"status": "ready", "warm_s": round(time.monotonic() - t0, 2),
-                            "modules": len(astroid.MANAGER.astroid_cache)}) + "\n")
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            out = run_child(linter, req["path"], float(req.get("timeout_s", 60)))
-        except OSError as exc:  # fork failed (out of memory or processes)
-            out = {"status": "error", "detail": f"cannot fork a lint child: {exc}"}
-        reply.write(json.dumps(out) + "\n")
+    ready.write(json.dumps({"status": "ready", "warm_s": round(time.monotonic() - t0, 2),
+                            "modules": len(astroid.MANAGER.astroid_cache), "pid": os.getpid()}) + "\n")
+    try:
+        Server(linter, listener).serve()
+    finally:
+        listener.close()
+        root = os.environ.get("SWALLOW_LINT_ROOT")
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.filters.lint import SWALLOWCODE_DISABLE, LintFilter, PylintWorker, comment_ratio, module_name, pylint_args
+from stages.filters.lint import (SWALLOWCODE_DISABLE, LintFilter, PylintWorker, cli_command, comment_ratio, lint_env,
+                                 module_name, pylint_args, pylint_library)
 from stages.filters.syntax import syntax_check
 from tests.conftest import ROOT
 from tests.helpers import compiles, table_of
@@ -34,18 +35,22 @@ def test_comment_ratio_definition():
     assert comment_ratio("# only\n# comments\n")[1] is False
 
 
-def cli_score(text: str, folder: Path) -> float:
+@pytest.fixture(scope="module")
+def pylib(tmp_path_factory):
+    return pylint_library(str(tmp_path_factory.mktemp("pylib") / "lib"))
+
+
+def cli_score(text: str, folder: Path, pylib: str | None) -> float:
     """``python -m pylint`` on the file alone, in an empty folder of its own, under the name our worker uses, with
-    an explicit empty rcfile and a clean environment (no configuration from the disk on either side)."""
+    an explicit empty rcfile, in the same lint environment (``pylib``: the standard library and pylint's own
+    packages; None: the whole virtual environment)."""
     folder.mkdir(parents=True)
     path = folder / f"{module_name(text)}.py"
     path.write_text(text, encoding="utf-8")
     rc = folder / "empty-pylintrc"
     rc.write_text("")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYLINTRC")}
-    out = subprocess.run([sys.executable, "-m", "pylint", *pylint_args(SWALLOWCODE_DISABLE, str(rc)), str(path)],
-                         capture_output=True, text=True, cwd=folder,
-                         env={**env, "PYLINTHOME": str(folder), "HOME": str(folder)}).stdout
+    out = subprocess.run([*cli_command(pylib), *pylint_args(SWALLOWCODE_DISABLE, str(rc)), str(path)],
+                         capture_output=True, text=True, cwd=folder, env=lint_env(str(folder))).stdout
     m = re.search(r"rated at (-?[\d.]+)/10", out)
     return float(m.group(1)) if m else 0.0
 
@@ -79,7 +84,7 @@ def determinism_sample(corpus_rows) -> list[tuple[str, str]]:
 
 
 @shared
-def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_session):
+def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_session, pylib):
     """The same scores alone (a fresh worker per file), in two orders through one worker, in a full pipeline run
     on Ray, and from ``python -m pylint``: history never changes a verdict."""
     sample = determinism_sample(corpus_rows)
@@ -115,7 +120,7 @@ def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_sess
     in_run = [full[f"d{i}"] if full[f"d{i}"] is not None else 0.0 for i in range(len(sample))]
 
     with ThreadPoolExecutor(2) as pool:
-        cli = list(pool.map(lambda it: cli_score(it[1], tmp_path / "cli" / str(it[0])), enumerate(texts)))
+        cli = list(pool.map(lambda it: cli_score(it[1], tmp_path / "cli" / str(it[0]), pylib), enumerate(texts)))
     labels = [label for label, _ in sample]
     differ = [(labels[i], cli[i], forward[i], backward[i], in_run[i]) for i in range(len(texts))
               if not cli[i] == forward[i] == backward[i] == in_run[i]]
@@ -125,19 +130,36 @@ def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_sess
 
 
 @shared
-def test_lint_score_does_not_depend_on_previous_files(tmp_path, corpus_rows):
-    """Regression: linting a file that makes astroid look up `pip` turned setuptools' distutils hack off in a
-    long-lived process; a later setuptools file then scored differently from the CLI (8.19 vs 8.10)."""
+def test_inherit_environment_is_history_free_too(tmp_path, corpus_rows):
+    """With every installed package importable (``environment: inherit``), scores still equal the CLI's in the
+    same virtual environment. Regression: linting a file that makes astroid look up `pip` turned setuptools'
+    distutils hack off in a long-lived process; a later setuptools file then scored 8.19 instead of 8.10."""
     by_path = {r["path"]: r["content"] for r in corpus_rows}
     first = by_path["python3/venv/lib/python3.7/site-packages/pip/_vendor/urllib3/packages/ssl_match_hostname/"
                     "_implementation.py"]
     second = by_path["setuptools/command/sdist.py"]
-    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60)
+    third = by_path["sympy/series/acceleration.py"]  # imports sympy, installed here (a vLLM dependency)
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, environment="inherit")
     try:
-        got = scores(w, [first, second])
+        got = scores(w, [first, second, third])
     finally:
         w.close()
-    assert got[1] == cli_score(second, tmp_path / "cli")
+    assert got[1:] == [cli_score(second, tmp_path / "cli2", None), cli_score(third, tmp_path / "cli3", None)]
+
+
+def test_the_stdlib_environment_does_not_see_installed_packages(tmp_path, pylib):
+    """A file that uses an installed package (PyYAML here) scores the same as if it were absent: the score does
+    not depend on what the worker machine has installed."""
+    uses_yaml = "import yaml\n\n\ndef f(x):\n    return yaml.no_such_function(x)\n"
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[])
+    w2 = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[], environment="inherit")
+    try:
+        iso, inherit = scores(w, [uses_yaml]), scores(w2, [uses_yaml])
+    finally:
+        w.close()
+        w2.close()
+    assert iso == [10.0] and inherit[0] < 10.0  # E1101 no-member only where yaml is resolvable
+    assert iso[0] == cli_score(uses_yaml, tmp_path / "cli", pylib)
 
 
 def test_scores_and_decision_columns():
@@ -175,11 +197,11 @@ def test_timeout_kills_only_that_files_child():
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=0.5, warm_modules=[])
     try:
         assert w.lint("import os\n\nprint(os.sep)\n", "warm")[0] == "ok"
-        server = w.proc.pid
+        server = w.server_pid
         status, score, detail = w.lint(BIG, "big")
         assert status == "lint_timeout" and score is None and "0.5" in detail
         status, score, _ = w.lint("import os\n\nprint(os.sep)\n", "after")
-        assert status == "ok" and score == 10.0 and w.proc.pid == server  # the warm server went on
+        assert status == "ok" and score == 10.0 and w.server_pid == server  # the warm server went on
     finally:
         w.close()
 
@@ -190,7 +212,7 @@ def test_a_child_that_dies_is_lint_error_and_the_server_goes_on():
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
     try:
         assert w.lint("x = 1\n", "warm")[0] == "ok"
-        server = psutil.Process(w.proc.pid)
+        server = psutil.Process(w.server_pid)
 
         def kill_child():
             for child in server.children():
@@ -199,7 +221,7 @@ def test_a_child_that_dies_is_lint_error_and_the_server_goes_on():
         threading.Timer(0.7, kill_child).start()
         status, _, detail = w.lint(BIG, "big")
         assert status == "lint_error" and "died" in detail and "signal 9" in detail
-        assert w.lint("x = 1\n", "after")[0] == "ok" and w.proc.pid == server.pid
+        assert w.lint("x = 1\n", "after")[0] == "ok" and w.server_pid == server.pid
     finally:
         w.close()
 
@@ -208,11 +230,11 @@ def test_a_server_that_dies_is_lint_error_and_is_replaced():
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
     try:
         assert w.lint("x = 1\n", "warm")[0] == "ok"
-        victim = w.proc.pid
+        victim = w.server_pid
         threading.Timer(0.7, lambda: os.kill(victim, 9)).start()
         status, _, detail = w.lint(BIG, "big")
         assert status == "lint_error" and "died" in detail
-        assert w.lint("x = 1\n", "after")[0] == "ok" and w.proc.pid != victim
+        assert w.lint("x = 1\n", "after")[0] == "ok" and w.server_pid != victim
     finally:
         w.close()
 
@@ -294,9 +316,9 @@ def test_no_configuration_or_code_from_the_disk(tmp_path, monkeypatch, clean_sco
         monkeypatch.setenv("PYTHONPATH", str(hostile))
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[])
     try:
-        if where == "tmpdir":
-            assert Path(w.tmp).parent == hostile  # the attack's premise: the lint folder is inside it
         got = scores(w, SAMPLES)
+        if where == "tmpdir":
+            assert Path(w.own.tmp).parent == hostile  # the attack's premise: the lint folder is inside it
     finally:
         w.close()
     assert not marker.exists(), f"code from {where}/{name} ran in the lint process"
