@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q -ra tests
+
+# the fast tier alone: framework and stages on synthetic tables, in-process, no Ray (seconds)
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m fast tests
 
 clean:
 	rm -rf runs .demo

@@ -72,3 +72,32 @@ class BadSetup(Stage):
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:  # pragma: no cover - never reached
         return Verdict([None] * len(table))
+
+
+def _slow_dedup():
+    import time
+
+    from stages.dedup.exact import ExactDedup
+
+    class SlowExactDedup(ExactDedup):
+        """exact_dedup that sleeps in every task of every phase, so a test can kill the driver inside one."""
+
+        type: ClassVar[str] = "test_slow_exact_dedup"
+        delay_s: float = 0.0
+
+        def scan(self, table):
+            time.sleep(self.delay_s)
+            return super().scan(table)
+
+        def reduce(self, partition, tables):
+            time.sleep(self.delay_s)
+            return super().reduce(partition, tables)
+
+        def process(self, table, ctx=None):
+            time.sleep(self.delay_s)
+            return super().process(table, ctx)
+
+    return SlowExactDedup
+
+
+SlowExactDedup = _slow_dedup()

@@ -36,6 +36,7 @@ def test_syntax_filter_keeps_exactly_what_compiles_on_full_corpus(tmp_path, ray_
     assert failures == sum(1 for r in rows if r["content"].strip() and not compiles(r["content"]))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("src,reason", [
     ("print 'py2'\n", "syntax_error:SyntaxError"),
     ("x = 1\0\n", "syntax_error:"),  # null bytes: SyntaxError or ValueError depending on the version
@@ -49,6 +50,7 @@ def test_syntax_check_reasons(src, reason):
     assert got is not None and got.startswith(reason) and detail
 
 
+@pytest.mark.fast
 def test_syntax_check_never_executes():
     marker = Path("/tmp/swallow-should-not-exist")
     marker.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ def read_all(source, spec):
     return pa.concat_tables(list(source.read(spec))).to_pylist()
 
 
+@pytest.mark.fast
 def test_ingest_directory_bad_inputs(tmp_path):
     d = tmp_path / "tree"
     d.mkdir()
@@ -41,6 +42,7 @@ def test_ingest_directory_bad_inputs(tmp_path):
     assert len({r["id"] for r in rows}) == 6
 
 
+@pytest.mark.fast
 def test_ingest_jsonl_corrupt_gzip_and_bad_lines(tmp_path):
     lines = [json.dumps({"content": f"x = {i}\n", "path": f"f{i}.py", "repo_name": "r/r"}) for i in range(2000)]
     lines[5] = "{not json"

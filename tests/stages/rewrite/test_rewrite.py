@@ -14,11 +14,11 @@ from stages.rewrite.checks import repeated_substring
 from stages.rewrite.prompts import extract, load_prompt
 from tests.conftest import CPU_ENGINE
 
-pytestmark = pytest.mark.vllm
 
 
 # ----------------------------------------------------------------------------------------------- pure parts
 
+@pytest.mark.fast
 def test_shipped_prompts_load_and_render():
     for name in ("code_sgcr", "code_scor", "code_v2_single", "math_rewrite"):
         p = load_prompt(name)
@@ -29,6 +29,7 @@ def test_shipped_prompts_load_and_render():
     assert load_prompt("math_rewrite").few_shot
 
 
+@pytest.mark.fast
 def test_user_prompt_file(tmp_path):
     f = tmp_path / "mine.yaml"
     f.write_text("name: mine\nuser: 'Summarise: {text}'\nextract: {mode: whole}\n")
@@ -38,6 +39,7 @@ def test_user_prompt_file(tmp_path):
         load_prompt(str(f))
 
 
+@pytest.mark.fast
 def test_extract_rules():
     p = load_prompt("code_sgcr")
     gen = "### Score\nScore: 6/10\n```python\nold = 1\n```\n### Improved code\n```python\nnew = 2\n```\n"
@@ -93,6 +95,7 @@ def run(stage, texts, **changes):
     return stage.process(table)
 
 
+@pytest.mark.vllm
 def test_valid_rewrite_is_kept_with_columns(sgcr):
     v = run(sgcr, ["x=1\nprint(x)\n", "def f(a,b): return a+b\n"], guided_regex=VALID, max_tokens=200)
     assert v.reasons == [None, None]
@@ -104,6 +107,7 @@ def test_valid_rewrite_is_kept_with_columns(sgcr):
     assert "### Improved code" in v.columns["rewrite_generation"][0]
 
 
+@pytest.mark.vllm
 def test_each_rejection_reason(sgcr):
     assert run(sgcr, ["x = 1\n"], guided_regex=BROKEN).reasons == ["rewrite_syntax_error"]
     assert run(sgcr, ["x = 1\n"], guided_regex=NO_BLOCK).reasons == ["no_code_block"]
@@ -122,6 +126,7 @@ SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef ma
 
 
 @pytest.mark.shared_data
+@pytest.mark.vllm
 def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_session):
     from pipeline.config import load_config
     from pipeline.ledger import collect_stats, verify
@@ -160,6 +165,7 @@ MATH_OK = r"Rewritten: \*\*Problem\.\*\* Compute the value\.\n\n\*\*Solution\.\*
 
 
 @pytest.mark.shared_data
+@pytest.mark.vllm
 def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
     from pipeline.config import load_config
     from pipeline.ledger import collect_stats, verify

@@ -80,6 +80,7 @@ def test_tokenizer_ids_match_reference():
     assert gpt2.get_vocab_size(with_added_tokens=True) == 50257
 
 
+@pytest.mark.fast
 def test_write_megatron_empty_shard(tmp_path):
     sizes = write_megatron(str(tmp_path / "e"), [], np.uint16)
     assert sizes == {"bin_bytes": 0, "idx_bytes": 9 + 8 + 1 + 8 + 8 + 8}
