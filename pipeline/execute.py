@@ -190,7 +190,11 @@ def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
     t0 = time.time()
     kind = ctx.kind
     kept_parts, rej_parts = [], []
+    counters: Counter = Counter()
     for table in source.read(spec):
+        if isinstance(table, dict):  # pipeline.source.Counters
+            counters.update(table)
+            continue
         table = conform(table, kind)
         if "reason" not in table.column_names:
             table = table.append_column("reason", pa.nulls(len(table), pa.string()))
@@ -205,7 +209,7 @@ def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
     kept = concat(kept_parts, empty_table(kind))
     rejected = concat(rej_parts, reject_empty(empty_table(kind)))
     n_in = len(kept) + len(rejected)
-    extra = {"source": spec, "info": source.shard_info()}
+    extra = {"source": spec, "info": source.shard_info(), "counters": dict(counters)}
     return finish_shard(ctx.dir, shard, source.name, kept, rejected, n_in, None, extra, t0)
 
 

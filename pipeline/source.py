@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from pipeline.phases import Phase
 
 
+class Counters(dict):
+    """What ``read`` may yield beside tables: additive counters for the shard's stats (e.g. records per type that
+    are not rows)."""
+
+
 class Source(Component):
     role: ClassVar[str] = "source"
     name: str = "ingest"
@@ -55,7 +60,8 @@ class Source(Component):
     def plan(self) -> list[dict[str, Any]]:
         raise NotImplementedError(f"source type {self.type!r} does not implement plan()")
 
-    def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
+    def read(self, spec: dict[str, Any]) -> Iterator[pa.Table | Counters]:
+        """Tables of records for one planned shard (``reason`` set on unusable ones), and optional Counters."""
         raise NotImplementedError(f"source type {self.type!r} does not implement read()")
 
 

@@ -69,3 +69,38 @@ def tiny_model(tmp_path_factory):
 #: Engine settings for the CPU build of vLLM in tests: fp32 eager is fastest for tiny models.
 CPU_ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 32,
               "kv_cache_memory_bytes": 256 * 2**20, "env": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
+
+
+HTML = SHARED / "html"
+WARC = SHARED / "warc"
+LID = SHARED / "fasttext" / "lid.176.ftz"
+
+
+def html_pages() -> list[tuple[str, bytes]]:
+    """Every real HTML page in ../shared/data/html: trafilatura's evaluation set, readability's test pages, the
+    math and non-math benchmark pages (name, raw bytes)."""
+    import tarfile
+
+    pages = []
+    with tarfile.open(HTML / "general" / "trafilatura_eval_300.tar.gz") as t:
+        pages += [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".html")]
+    with tarfile.open(HTML / "general" / "readability_test_pages.tar.gz") as t:
+        pages += [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith("source.html")]
+    pages += [(str(p.relative_to(HTML)), p.read_bytes()) for p in sorted(HTML.glob("*/**/*.html"))]
+    return pages
+
+
+@pytest.fixture(scope="session")
+def extracted_pages():
+    """Every HTML page extracted by our extract function (in-process): name, text, formulas marked."""
+    from stages.extract.html import extract_page, setup_worker
+    from stages.ingest.warc import decode_html
+
+    setup_worker({"extractor": "trafilatura", "math": True, "math_fallback": True, "output_format": "txt",
+                  "include_comments": True})
+    out = []
+    for name, raw in html_pages():
+        html, _ = decode_html(raw, None)
+        res = extract_page(html or raw.decode("utf-8", "replace"), None)
+        out.append({"name": name, "text": res["text"] or "", "math_formulas": res["math_formulas"]})
+    return out

@@ -1,0 +1,137 @@
+"""A replaceable child process that runs one function with a time limit per call.
+
+For work that can hang or crash on a hostile input (an HTML parser on a pathological page): the stage keeps its
+state in the child, sends it one input at a time, and when a call takes longer than its limit the child is
+killed and the call answered ``timeout``; the next call starts a fresh child. A child that dies answers ``died``.
+Nothing of this is specific to a stage: the child imports ``module:function`` (and calls ``module:setup`` once
+when given) and pickles arguments and results over its stdin/stdout.
+
+    box = Sandbox("stages.extract.html:extract_page", setup="stages.extract.html:setup_worker", setup_args=(cfg,))
+    status, value = box.call(html, url, timeout_s=30)     # ("ok", result) | ("timeout", None) | ("died", detail)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def _load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _read_exact(f, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def _send(f, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    f.write(struct.pack("<Q", len(data)) + data)
+    f.flush()
+
+
+class Sandbox:
+    def __init__(self, target: str, setup: str | None = None, setup_args: tuple = (), start_timeout_s: float = 120.0):
+        self.target, self.setup, self.setup_args, self.start_timeout_s = target, setup, setup_args, start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sandbox"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, cwd=ROOT)
+        _send(self.proc.stdin, (self.target, self.setup, self.setup_args))
+        status, value = self._receive(self.start_timeout_s)
+        if status != "ok":
+            self.close()
+            raise RuntimeError(f"sandbox for {self.target} did not start: {value}")
+
+    def _receive(self, timeout: float) -> tuple[str, Any]:
+        out = self.proc.stdout
+        ready, _, _ = select.select([out], [], [], timeout)
+        if not ready:
+            return "timeout", None
+        try:
+            (n,) = struct.unpack("<Q", _read_exact(out, 8))
+            return pickle.loads(_read_exact(out, n))
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            code = self.proc.poll()
+            return "died", f"the worker process died ({type(exc).__name__}, exit code {code})"
+
+    def call(self, *args, timeout_s: float) -> tuple[str, Any]:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.restarts += 1
+            self._start()
+        try:
+            _send(self.proc.stdin, args)
+        except (BrokenPipeError, OSError) as exc:
+            self.close()
+            return "died", f"the worker process died ({type(exc).__name__})"
+        status, value = self._receive(timeout_s)
+        if status in ("timeout", "died"):
+            self.close()  # a fresh process for the next call
+        return status, value
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self.proc = None
+
+
+def _serve() -> None:
+    inp, out = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr  # stray prints of the function must not corrupt the protocol
+    try:
+        (n,) = struct.unpack("<Q", _read_exact(inp, 8))
+        target, setup, setup_args = pickle.loads(_read_exact(inp, n))
+        fn = _load(target)
+        if setup:
+            _load(setup)(*setup_args)
+        _send(out, ("ok", None))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops
+        _send(out, ("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            (n,) = struct.unpack("<Q", _read_exact(inp, 8))
+        except EOFError:
+            return
+        args = pickle.loads(_read_exact(inp, n))
+        t0 = time.perf_counter()
+        try:
+            _send(out, ("ok", fn(*args)))
+        except Exception as exc:  # noqa: BLE001 - one input's failure, not the worker's
+            _send(out, ("error", f"{type(exc).__name__}: {str(exc)[:500]} after {time.perf_counter() - t0:.2f} s"))
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,62 @@
+"""FineWeb's extra rules (Penedo et al. 2024; datatrove's FineWebQualityFilter, 0.10 defaults).
+
+Share of lines ending in terminal punctuation, share of short lines, characters in duplicated lines, and newlines
+per word (lists). With ``math_aware``, lines that are only a formula take no part in the punctuation and
+short-line shares, and each formula counts as one word.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.stage import Stage, Verdict
+from stages.filters.gopher import duplicates
+from stages.filters.text_units import FORMULA, ends_with_terminal, mask_math, words
+
+
+class FineWebFilter(Stage):
+    """FineWeb quality rules: line punctuation, short lines, duplicated-line characters, list-like text."""
+
+    type: ClassVar[str] = "fineweb_filter"
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+    math_aware: bool = False
+    batch_size: int = Field(256, ge=1)
+
+    def one(self, text: str) -> dict:
+        lines = [line for line in text.split("\n") if line.strip() != ""]
+        if self.math_aware:
+            prose = [line for line in lines if not FORMULA.fullmatch(line.strip())] or lines
+        else:
+            prose = lines
+        m = {"line_punct": 0.0, "short_lines": 0.0, "dup_chars": 0.0, "newlines_per_word": 0.0}
+        if not lines:
+            return {**m, "reason": "fineweb_empty"}
+        m["line_punct"] = sum(1 for line in prose if ends_with_terminal(line)) / len(prose)
+        m["short_lines"] = sum(1 for line in prose if len(line) <= self.short_line_length) / len(prose)
+        m["dup_chars"] = duplicates(lines)[1] / max(len(text.replace("\n", "")), 1)
+        ws = words(mask_math(text) if self.math_aware else text)
+        m["newlines_per_word"] = text.count("\n") / max(len(ws), 1)
+        reason = None
+        if m["line_punct"] < self.line_punct_thr and not (m["line_punct"] == 0 and self.line_punct_exclude_zero):
+            reason = "fineweb_line_punct_ratio"
+        elif m["short_lines"] > self.short_line_thr:
+            reason = "fineweb_short_line_ratio"
+        elif m["dup_chars"] > self.char_duplicates_ratio:
+            reason = "fineweb_char_dup_ratio"
+        elif m["newlines_per_word"] > self.new_line_ratio:
+            reason = "fineweb_list_ratio"
+        return {**m, "reason": reason}
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        rows = [self.one(t or "") for t in table.column("text").to_pylist()]
+        return Verdict([r["reason"] for r in rows],
+                       columns={f"{self.name}_{k}": pa.array([r[k] for r in rows], pa.float64())
+                                for k in ("line_punct", "short_lines", "dup_chars", "newlines_per_word")})

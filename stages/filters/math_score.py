@@ -1,0 +1,106 @@
+"""How mathematical a document is: ``math_score`` in [0, 1], an OpenWebMath-style signal; keep above a threshold.
+
+Evidence, counted on the extracted text (formulas arrive there as ``$…$`` from the extract stage):
+
+* ``math_tex_spans``: delimited spans that read as TeX — a ``\\command`` or a sub/superscript — and not as code:
+  no ``;``, double quote, ``->``, ``==``, ``&&``, ``||``, ``${`` or ``$(`` inside. PHP/shell ``$var``, template
+  ``${x}`` and prices ("$60 million … $5") are not formulas;
+* ``math_latex_commands``: LaTeX math commands in the text (``\\frac``, ``\\sum``, ``\\alpha``, …);
+* ``math_symbols``: non-ASCII characters of Unicode's math-symbol category (≤ ≠ ∑ ∫ √ ± …);
+* ``math_formulas`` (from the extract stage, when present): formulas found in the page's HTML markup.
+
+``evidence = 2·tex_spans + latex_commands + 0.5·symbols + (5 if the HTML had math markup)``, taken per thousand
+characters (``density = evidence / (1 + chars/1000)``), and ``math_score = 1 − exp(−density / 4)``: 0 without
+evidence, 0.5 at ≈ 2.8 pieces of evidence per thousand characters. Documents below ``min_score`` are rejected as
+``not_math``. Optionally a fastText classifier (``classifier``: model path, ``classifier_label``) scores the text
+too (``math_classifier_score``) and decides instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pydantic import Field, PrivateAttr
+
+from pipeline.stage import Stage, Verdict
+from stages.filters.text_units import FORMULA
+
+COMMANDS = re.compile(
+    r"\\(frac|dfrac|tfrac|sqrt|sum|int|iint|oint|prod|lim|limsup|liminf|infty|alpha|beta|gamma|delta|epsilon|"
+    r"varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|pi|rho|sigma|tau|upsilon|phi|varphi|chi|psi|"
+    r"omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|Phi|Psi|Omega|partial|nabla|cdot|cdots|ldots|times|div|pm|mp|"
+    r"leq|geq|le|ge|neq|ne|approx|equiv|sim|simeq|cong|propto|mathbb|mathbf|mathrm|mathcal|mathfrak|operatorname|"
+    r"left|right|begin|end|binom|choose|vec|hat|bar|tilde|overline|underline|forall|exists|in|notin|subset|"
+    r"subseteq|supset|cup|cap|setminus|emptyset|mapsto|to|rightarrow|Rightarrow|Leftrightarrow|iff|implies|log|ln|"
+    r"exp|sin|cos|tan|det|dim|ker|deg|gcd|max|min|sup|inf|mod|pmod|quad|qquad|text|displaystyle)(?![A-Za-z])")
+SCRIPT = re.compile(r"[\^_](\{|[A-Za-z0-9])")
+CODE_MARKS = re.compile(r';|"|->|==|&&|\|\||\$\{|\$\(')
+
+
+@lru_cache(maxsize=65536)
+def _is_math_symbol(ch: str) -> bool:
+    return ord(ch) > 127 and unicodedata.category(ch) == "Sm"
+
+
+def tex_spans(text: str) -> int:
+    n = 0
+    for m in FORMULA.finditer(text):
+        body = m.group(0)
+        if CODE_MARKS.search(body):
+            continue
+        if COMMANDS.search(body) or SCRIPT.search(body):
+            n += 1
+    return n
+
+
+def measure(text: str, markup: int | None) -> dict[str, Any]:
+    spans = tex_spans(text)
+    commands = len(COMMANDS.findall(text))
+    symbols = sum(1 for ch in text if ord(ch) > 127 and _is_math_symbol(ch))
+    evidence = 2 * spans + commands + 0.5 * symbols + (5 if markup else 0)
+    density = evidence / (1 + len(text) / 1000)
+    return {"math_tex_spans": spans, "math_latex_commands": commands, "math_symbols": symbols,
+            "math_score": 1 - math.exp(-density / 4)}
+
+
+class MathScore(Stage):
+    """Score how mathematical each document is; keep those at or above ``min_score``."""
+
+    type: ClassVar[str] = "math_score"
+    column: str = "text"
+    min_score: float = Field(0.5, ge=0, le=1)
+    #: Optional fastText classifier (path); its probability of ``classifier_label`` decides instead.
+    classifier: str | None = None
+    classifier_label: str = "__label__math"
+    batch_size: int = Field(512, ge=1)
+    _clf: Any = PrivateAttr(None)
+
+    def setup(self) -> None:
+        if self.classifier:
+            import os
+
+            if not os.path.isfile(self.classifier):
+                raise FileNotFoundError(f"math_score: classifier {self.classifier} not found")
+            import fasttext
+
+            self._clf = fasttext.load_model(self.classifier)
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        texts = [t or "" for t in table.column(self.column).to_pylist()]
+        markup = table.column("math_formulas").to_pylist() if "math_formulas" in table.column_names \
+            else [None] * len(texts)
+        rows = [measure(t, m) for t, m in zip(texts, markup)]
+        columns: dict[str, Any] = {k: pa.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
+        decide = [r["math_score"] for r in rows]
+        if self._clf is not None:
+            labels, probs = self._clf.predict([" ".join(t.split())[:10_000] for t in texts], k=-1)
+            clf = [dict(zip(lab, p)).get(self.classifier_label, 0.0) for lab, p in zip(labels, probs)]
+            columns["math_classifier_score"] = pa.array([float(c) for c in clf], pa.float64())
+            decide = clf
+        reasons = [None if s >= self.min_score else "not_math" for s in decide]
+        return Verdict(reasons, columns=columns)
