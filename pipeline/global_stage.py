@@ -21,9 +21,9 @@ Writing one::
         type: ClassVar[str] = "global_sample"
         keep: int = 1000
 
-        def scan(self, table):
-            h = pc.hash... (a deterministic hash of the id, say)
-            return pa.table({"id": table["id"], "h": h, "partition": pa.array([0] * len(table))})
+        def scan(self, table, ctx):
+            h = [hashlib.blake2b(i.encode(), digest_size=8).digest() for i in table["id"].to_pylist()]
+            return pa.table({"id": table["id"], "h": pa.array(h, pa.binary(8)), "partition": [0] * len(table)})
 
         def reduce(self, partition, tables):
             t = pa.concat_tables(tables).sort_by("h").slice(0, self.keep)
@@ -36,6 +36,7 @@ Writing one::
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from pydantic import field_validator
 
 from pipeline.component import Resources
 from pipeline.execute import read_shard
@@ -70,10 +72,11 @@ class ScanPhase(Phase):
     def run(self, stage: "GlobalStage", task: Task, ctx: StageContext) -> dict[str, Any]:
         t0 = time.time()
         table = read_shard(Path(task.inputs[0]), ctx.kind)
-        out = stage.scan(table)
-        if len(out) != len(table) or "partition" not in out.column_names or "id" not in out.column_names:
-            raise AssertionError(f"stage {stage.name}: scan must return one row per input row with 'id' and "
-                                 f"'partition' columns ({len(out)} rows for {len(table)})")
+        shards = json.loads((ctx.dir.path / "work" / "inputs.json").read_text())
+        shard_ctx = ShardContext(ctx, task.key, {"shard_index": sorted(shards).index(task.key)})
+        out = stage.scan(table, shard_ctx)
+        if "partition" not in out.column_names:
+            raise AssertionError(f"stage {stage.name}: scan must return a 'partition' column")
         out = out.append_column("shard", pa.array([task.key] * len(out), pa.string()))
         folder = ctx.dir.work(self.name) / task.key
         rows = {}
@@ -83,13 +86,14 @@ class ScanPhase(Phase):
             if len(piece):
                 write_parquet(folder / f"{part_name(k)}.parquet", piece.drop_columns(["partition"]))
                 rows[part_name(k)] = len(piece)
-        return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "partitions": rows}, t0)
+        return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "rows_in": len(table),
+                                                            "partitions": rows, "peak_rss_mb": peak_rss_mb()}, t0)
 
     def on_dead(self, stage, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
         """A shard whose scan keeps killing workers takes no part in the reduce; its apply rejects every row
         as ``worker_died`` (the run goes on, nothing is lost)."""
-        return write_phase_marker(ctx, self.name, task.key, {"rows": 0, "partitions": {}, "failed": why},
-                                  time.time())
+        return write_phase_marker(ctx, self.name, task.key, {"rows": 0, "rows_in": 0, "partitions": {},
+                                                            "failed": why}, time.time())
 
 
 class GlobalApplyPhase(ApplyPhase):
@@ -126,18 +130,27 @@ class ReducePhase(Phase):
                 tables.append(t)
             seen[shard] = n
         out = stage.reduce(int(task.key[1:]), tables)
-        if "id" not in out.column_names or "shard" not in out.column_names:
-            raise AssertionError(f"stage {stage.name}: reduce must return 'id' and 'shard' columns")
-        out = out.sort_by([("shard", "ascending"), ("id", "ascending")])
+        if "id" in out.column_names and "shard" in out.column_names:  # decisions: one per shard's rows, in order
+            out = out.sort_by([("shard", "ascending"), ("id", "ascending")])
         write_parquet(ctx.dir.work(self.name) / f"{task.key}.parquet", out)
         return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "inputs": seen,
-                                                            "rows_in": sum(seen.values())}, t0)
+                                                            "rows_in": sum(seen.values()),
+                                                            "peak_rss_mb": peak_rss_mb()}, t0)
+
+
+def peak_rss_mb() -> float:
+    """This worker process's peak resident memory so far (MB): what a reduce really needed."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class GlobalStage(Stage):
     """Base class of stages whose decisions need every shard (see the module docstring)."""
 
     type: ClassVar[str] = ""
+    #: The phase whose output ``decisions`` reads (a stage with more phases may decide later).
+    decisions_phase: ClassVar[str] = REDUCE
     #: Reduce partitions: each reduce task reads only its partition of every scan (memory bound per task).
     partitions: int = 1
     #: CPUs of one reduce worker (a reduce holds one partition of every scan in memory).
@@ -148,10 +161,19 @@ class GlobalStage(Stage):
     def phases(self) -> list[Phase]:
         return [ScanPhase(), ReducePhase(), GlobalApplyPhase()]
 
+    @field_validator("where")
+    @classmethod
+    def _no_where(cls, v: str | None) -> str | None:
+        if v is not None:  # the scans see every row; passing some through the apply would split the decision
+            raise ValueError("a global stage (dedup) decides over all rows and takes no 'where'; filter before it")
+        return v
+
     def reduce_resources(self) -> Resources:
         return Resources(self.reduce_num_cpus, 0.0, self.reduce_concurrency)
 
-    def scan(self, table: pa.Table) -> pa.Table:
+    def scan(self, table: pa.Table, ctx: ShardContext) -> pa.Table:
+        """Measurements of one shard, with a ``partition`` column; ``ctx.memo["shard_index"]`` is the shard's
+        position among the inputs (for compact row keys)."""
         raise NotImplementedError
 
     def reduce(self, partition: int, tables: list[pa.Table]) -> pa.Table:
@@ -160,7 +182,7 @@ class GlobalStage(Stage):
     def decisions(self, ctx: ShardContext, columns: list[str] | None = None) -> pa.Table:
         """The reduce's rows for this shard (read once per shard, from every partition)."""
         if "decisions" not in ctx.memo:
-            folder = ctx.stage.dir.work(REDUCE)
+            folder = ctx.stage.dir.work(self.decisions_phase)
             files = sorted(str(p) for p in folder.glob("p*.parquet"))
             dataset = ds.dataset(files, format="parquet")
             ctx.memo["decisions"] = dataset.to_table(columns=columns, filter=pc.field("shard") == ctx.shard)
@@ -170,7 +192,7 @@ class GlobalStage(Stage):
         """The scans saw every input row of every shard and the reduce covered exactly those ids, each once."""
         where = stage_dir.path.name
         problems = []
-        scanned = {s: read_marker(stage_dir.phase_marker(SCAN, s))["rows"] for s in stage_dir.phase_done(SCAN)}
+        scanned = {s: read_marker(stage_dir.phase_marker(SCAN, s))["rows_in"] for s in stage_dir.phase_done(SCAN)}
         failed = {s for s in scanned if read_marker(stage_dir.phase_marker(SCAN, s)).get("failed")}
         for shard in stage_dir.done_shards():
             n_in = stage_dir.marker(shard)["in"]

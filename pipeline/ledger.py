@@ -146,15 +146,20 @@ def collect_stats(run_dir: str | Path) -> dict:
         reasons: Counter = Counter()
         counters: Counter = Counter()
         info: dict = {}
+        ends: list[tuple[float, float]] = []
         for shard in sd.done_shards():
             st = sd.stats(shard)
             agg["shards"] += 1
+            if "started" in st:
+                ends.append((st["started"], st["finished"]))
             for k in ("in", "kept", "rejected", "bytes_kept", "bytes_rejected", "wall_s"):
                 agg[k] += st.get(k, 0)
             reasons.update(st.get("reasons", {}))
             counters.update(st.get("counters", {}))
             info.update(st.get("info") or {})
         agg["wall_s"] = round(agg["wall_s"], 2)
+        # first shard's start to last shard's end: the stage's working time when shards overlap (wall_s sums them)
+        agg["span_s"] = round(max(e for _, e in ends) - min(s for s, _ in ends), 2) if ends else None
         timing = sd.path / "timing.json"
         agg["elapsed_s"] = round(sum(r["elapsed_s"] for r in json.loads(timing.read_text())), 2) \
             if timing.exists() else None

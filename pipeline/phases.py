@@ -166,7 +166,7 @@ def check_inputs(ctx: StageContext, component: Component) -> None:
     from pipeline.config import ConfigError
 
     path = ctx.dir.path / "work" / "inputs.json"
-    now = input_fingerprint(ctx)
+    now = input_fingerprint(ctx)  # (sorted keys: the scan numbers shards by their order here)
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != now:

@@ -16,10 +16,9 @@ def plot_funnel(stats: dict, path: str) -> None:
     ax.barh(names, kept, color="#4c9f70", label="kept")
     left = list(kept)
     reasons = sorted({r for s in stages for r in s["reasons"]})
-    cmap = plt.get_cmap("tab20")
     for j, reason in enumerate(reasons):
         vals = [s["reasons"].get(reason, 0) for s in stages]
-        ax.barh(names, vals, left=left, color=cmap(j % 20), label=reason)
+        ax.barh(names, vals, left=left, color=reason_color(j), label=reason)
         left = [a + b for a, b in zip(left, vals)]
     ax.invert_yaxis()
     ax.set_xlabel("records")
@@ -28,3 +27,13 @@ def plot_funnel(stats: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# tab20 without its two greens (4, 5), which read as "kept" (#4c9f70) beside the kept bar
+_REASON_COLORS = [i for i in range(20) if i not in (4, 5)]
+
+
+def reason_color(j: int):
+    import matplotlib.pyplot as plt
+
+    return plt.get_cmap("tab20")(_REASON_COLORS[j % len(_REASON_COLORS)])

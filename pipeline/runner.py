@@ -97,9 +97,17 @@ def prepare(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     return plan
 
 
+def preflight(cfg: PipelineConfig) -> None:
+    """Everything that can be checked before any work: packages, model and tokenizer paths, prompts."""
+    problems = [p for comp in cfg.components() for p in comp.preflight()]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True, export: bool | None = None,
-                 executor: str = "ray") -> dict:
+                 executor: str = "ray", report: bool = True) -> dict:
     """Run every stage of ``cfg`` into ``run_dir``; return per-stage stats. Safe to rerun after a crash."""
+    preflight(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -123,6 +131,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                     with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress) as bar:
                         ex.run(comp, phase, todo, ctx, bar.update)
                     ran += len(todo)
+                clean_temp(ctx.dir.path)  # what killed workers were writing: their tasks were redone since
                 finalize = getattr(comp, "finalize", None)
                 if finalize is not None:
                     finalize(ctx)
@@ -136,4 +145,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
         do_export = cfg.export.enabled if export is None else export
         if do_export:
             cfg.export.write(run_dir, cfg)
+        if report:
+            from pipeline.report import write_report
+
+            summary["report"] = str(write_report(run_dir))
     return summary

@@ -2,7 +2,8 @@
 
 For work that can hang or crash on a hostile input (an HTML parser on a pathological page): the stage keeps its
 state in the child, sends it one input at a time, and when a call takes longer than its limit the child is
-killed and the call answered ``timeout``; the next call starts a fresh child. A child that dies answers ``died``.
+killed and the call answered ``timeout``; the next call starts a fresh child. A child that dies is replaced
+and the input sent again; dying twice on it answers ``died``.
 Nothing of this is specific to a stage: the child imports ``module:function`` (and calls ``module:setup`` once
 when given) and pickles arguments and results over its stdin/stdout.
 
@@ -54,15 +55,27 @@ class Sandbox:
         self.restarts = 0
 
     def _start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sandbox"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env, cwd=ROOT)
-        _send(self.proc.stdin, (self.target, self.setup, self.setup_args))
-        status, value = self._receive(self.start_timeout_s)
-        if status != "ok":
+        """A fresh child. One that dies while starting (killed from outside) is started again, up to three times;
+        then the worker itself is broken (``WorkerBroken``: the executor replaces it and retries the task), never
+        a row's verdict. A setup that raises is an error of the configuration or environment (RuntimeError)."""
+        from pipeline.stage import WorkerBroken
+
+        for attempt in range(3):
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
+            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sandbox"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env=env, cwd=ROOT)
+            try:
+                _send(self.proc.stdin, (self.target, self.setup, self.setup_args))
+                status, value = self._receive(self.start_timeout_s)
+            except (BrokenPipeError, OSError) as exc:
+                status, value = "died", f"the worker process died ({type(exc).__name__})"
+            if status == "ok":
+                return
             self.close()
-            raise RuntimeError(f"sandbox for {self.target} did not start: {value}")
+            if status == "error":
+                raise RuntimeError(f"sandbox for {self.target} did not start: {value}")
+        raise WorkerBroken(f"sandbox for {self.target} died while starting, three times: {value}")
 
     def _receive(self, timeout: float) -> tuple[str, Any]:
         out = self.proc.stdout
@@ -77,6 +90,15 @@ class Sandbox:
             return "died", f"the worker process died ({type(exc).__name__}, exit code {code})"
 
     def call(self, *args, timeout_s: float) -> tuple[str, Any]:
+        """One input. A child that dies is replaced and the input sent once more: a kill from outside (the OOM
+        killer, a person) is not the input's verdict; a second death on the same input is (``died``)."""
+        for attempt in (1, 2):
+            status, value = self._call_once(args, timeout_s)
+            if status != "died":
+                return status, value
+        return status, value
+
+    def _call_once(self, args: tuple, timeout_s: float) -> tuple[str, Any]:
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.restarts += 1

@@ -68,7 +68,7 @@ class Source(Component):
 def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, str | None]]:
     """(offset, record, reason, detail) per non-blank line of a JSONL(.gz) file; never raises on bad data.
 
-    A line that is not JSON gives ``bad_json``; a corrupt or truncated gzip ends the file with one
+    A line that is not JSON gives ``bad_json``, JSON that is not an object ``not_an_object``; a corrupt or truncated gzip ends the file with one
     ``corrupt_file`` entry (offset ``error@LINE``) after the lines that could be read.
     """
     import gzip
@@ -83,9 +83,14 @@ def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, 
                 if not line.strip():
                     continue
                 try:
-                    yield lineno, json.loads(line), None, None
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    yield lineno, None, "bad_json", str(exc)
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                    yield lineno, None, "bad_json", str(exc)[:500]
+                    continue
+                if isinstance(obj, dict):
+                    yield lineno, obj, None, None
+                else:  # valid JSON, but [1, 2], "s", 42 or null is not a record
+                    yield lineno, None, "not_an_object", f"a JSON {type(obj).__name__}, not an object"
     except (OSError, EOFError, zlib.error) as exc:
         yield f"error@{lineno + 1}", None, "corrupt_file", f"{type(exc).__name__}: {exc} after line {lineno + 1}"
 
@@ -115,18 +120,69 @@ class RecordsSource(Source):
     type: ClassVar[str] = "records"
 
     def plan(self) -> list[dict[str, Any]]:
+        """Row groups packed into shards. Planning reads every file's ``id`` column once: an id seen before (in
+        this file or an earlier one, in path order) is marked, and that row becomes ``duplicate_id`` (the ledger
+        counts each id once); a file that cannot be read is one ``corrupt_file`` row."""
         import pyarrow.parquet as pq
 
         items = []
+        seen: set[str] = set()
         for path in self.expand():
-            if path.endswith(".parquet") and not os.path.basename(path).startswith(".tmp-"):
-                meta = pq.ParquetFile(path).metadata
-                items += [([path, rg], max(meta.row_group(rg).total_byte_size, 1)) for rg in range(meta.num_row_groups)]
+            if not path.endswith(".parquet") or os.path.basename(path).startswith(".tmp-"):
+                continue
+            try:
+                pf = pq.ParquetFile(path)
+                meta = pf.metadata
+                if "id" not in pf.schema_arrow.names:
+                    raise ValueError(f"no 'id' column (columns: {pf.schema_arrow.names}); a records input is a "
+                                     "previous run's shards (use the 'code' or 'documents' source for raw data)")
+                groups = []
+                for rg in range(meta.num_row_groups):
+                    dups = []
+                    for i, rid in enumerate(pf.read_row_group(rg, columns=["id"]).column("id").to_pylist()):
+                        if rid in seen:
+                            dups.append(i)
+                        seen.add(rid)
+                    groups.append(([path, rg, dups], max(meta.row_group(rg).total_byte_size, 1)))
+            except Exception as exc:  # noqa: BLE001 - one row names the file, the run goes on
+                items.append((["bad", path, f"{type(exc).__name__}: {exc}"[:500]], 1))
+                continue
+            items += groups
         return [{"parts": group} for group in pack_by_bytes(items, self.shard_bytes)]
 
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
         import pyarrow.parquet as pq
 
-        for path, rg in spec["parts"]:
-            table = pq.ParquetFile(path).read_row_group(rg)
-            yield table.drop_columns([c for c in ("reason", "stage", "detail") if c in table.column_names])
+        from pipeline.records import make_id
+
+        for part in spec["parts"]:
+            if part[0] == "bad":
+                _, path, detail = part
+                yield pa.table({"id": [make_id(path, "file")], "text": [None], "source_file": [path],
+                                "reason": ["corrupt_file"], "detail": [detail]},
+                               schema=pa.schema([("id", pa.string()), ("text", pa.string()),
+                                                 ("source_file", pa.string()), ("reason", pa.string()),
+                                                 ("detail", pa.string())]))
+                continue
+            path, rg, dups = part if len(part) == 3 else (*part, [])
+            try:
+                table = pq.ParquetFile(path).read_row_group(rg)
+            except Exception as exc:  # noqa: BLE001
+                yield pa.table({"id": [make_id(path, f"rg{rg}")], "text": [None], "source_file": [path],
+                                "reason": ["corrupt_file"], "detail": [f"row group {rg}: {type(exc).__name__}: "
+                                                                      f"{exc}"[:500]]})
+                continue
+            table = table.drop_columns([c for c in ("reason", "stage", "detail") if c in table.column_names])
+            if dups:
+                reasons = [None] * len(table)
+                for i in dups:
+                    reasons[i] = "duplicate_id"
+                ids = table.column("id").to_pylist()
+                table = table.append_column("reason", pa.array(reasons, pa.string()))
+                table = table.append_column("detail", pa.array(
+                    [f"id {ids[i]} already read (first occurrence kept)" if r else None
+                     for i, r in enumerate(reasons)], pa.string()))
+                # a duplicate row keeps its content but needs an id of its own in the ledger
+                new_ids = [make_id(ids[i], f"dup@{path}:{rg}:{i}") if r else ids[i] for i, r in enumerate(reasons)]
+                table = table.set_column(table.column_names.index("id"), "id", pa.array(new_ids, pa.string()))
+            yield table

@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
+from pydantic import Field, field_validator
 
 from pipeline.component import Component
 
 if TYPE_CHECKING:
     from pipeline.phases import Phase, ShardContext, StageContext
     from pipeline.shards import StageDir
+
+
+class WorkerBroken(RuntimeError):
+    """Raised by ``process`` when the worker's heavy state is broken (an engine that died), not the data: the
+    executor replaces the worker and retries the task (``max_retries``), then rejects its rows as
+    ``worker_died``. Never turned into a per-row rejection."""
 
 
 @dataclass
@@ -56,7 +63,19 @@ class Stage(Component):
 
     role: ClassVar[str] = "stage"
     #: Rows handed to ``process`` at once.
-    batch_size: int = 256
+    batch_size: int = Field(256, ge=1)
+    #: Only rows where this holds go through the stage; the others pass through unchanged and kept, counted as
+    #: ``passed_through`` (grammar: ``pipeline/where.py``; e.g. ``llm_score < 8``).
+    where: str | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _check_where(cls, v: str | None) -> str | None:
+        if v is not None:
+            from pipeline.where import parse
+
+            parse(v)  # a WhereError (ValueError) becomes a config error naming the key
+        return v
 
     def phases(self) -> list["Phase"]:
         from pipeline.phases import ApplyPhase

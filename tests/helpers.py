@@ -85,9 +85,9 @@ def _slow_dedup():
         type: ClassVar[str] = "test_slow_exact_dedup"
         delay_s: float = 0.0
 
-        def scan(self, table):
+        def scan(self, table, ctx=None):
             time.sleep(self.delay_s)
-            return super().scan(table)
+            return super().scan(table, ctx)
 
         def reduce(self, partition, tables):
             time.sleep(self.delay_s)
@@ -101,3 +101,107 @@ def _slow_dedup():
 
 
 SlowExactDedup = _slow_dedup()
+
+
+def _slow_minhash():
+    import time
+
+    from stages.dedup.minhash import MinhashDedup
+
+    class SlowMinhashDedup(MinhashDedup):
+        """minhash_dedup that sleeps in every task of every phase (for kill tests)."""
+
+        type: ClassVar[str] = "test_slow_minhash_dedup"
+        delay_s: float = 0.0
+
+        def scan(self, table, ctx):
+            time.sleep(self.delay_s)
+            return super().scan(table, ctx)
+
+        def reduce(self, partition, tables):
+            time.sleep(self.delay_s)
+            return super().reduce(partition, tables)
+
+        def merge(self, ctx):
+            time.sleep(self.delay_s * 2)
+            return super().merge(ctx)
+
+        def process(self, table, ctx=None):
+            time.sleep(self.delay_s)
+            return super().process(table, ctx)
+
+    return SlowMinhashDedup
+
+
+SlowMinhashDedup = _slow_minhash()
+
+
+class NeedsMissingPackage(Stage):
+    """A stage whose package is not installed (what a user without the right extra sees)."""
+
+    type: ClassVar[str] = "test_needs_package"
+    requires: ClassVar[tuple[str, ...]] = ("surely_not_an_installed_package",)
+    extra: ClassVar[str] = "web"
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:  # pragma: no cover - never reached
+        return Verdict([None] * len(table))
+
+
+class Slow(Stage):
+    """Sleeps ``delay_s`` per batch (a run that is still going while a test looks at it)."""
+
+    type: ClassVar[str] = "test_slow"
+    delay_s: float = 1.0
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        import time
+
+        time.sleep(self.delay_s)
+        return Verdict([None] * len(table))
+
+
+def _engine_killer():
+    from stages.rewrite.stage import Rewrite
+
+    class EngineKiller(Rewrite):
+        """The rewrite stage, but on the shard ``kill_shard`` it kills its own vLLM engine-core process (SIGKILL)
+        while that shard's requests are in flight, the first ``kill_times`` times it meets the shard (counted in
+        files under ``state_dir``, which outlive the worker)."""
+
+        type: ClassVar[str] = "test_engine_killer"
+        kill_shard: str = ""
+        kill_times: int = 1
+        state_dir: str = ""
+
+        def process(self, table, ctx=None):
+            import signal
+            import threading
+            import time
+
+            import psutil
+
+            if ctx is not None and ctx.shard == self.kill_shard:
+                marks = Path(self.state_dir)
+                marks.mkdir(parents=True, exist_ok=True)
+                seen = len(list(marks.glob("kill-*")))
+                if seen < self.kill_times:
+                    (marks / f"kill-{seen}").write_text(str(os.getpid()))
+
+                    def kill_engine_core():  # as soon as this shard's requests are in the engine
+                        engine = self._llm.llm_engine
+                        deadline = time.time() + 30
+                        while engine.get_num_unfinished_requests() == 0 and time.time() < deadline:
+                            time.sleep(0.001)
+                        for pid in self._loop.pids:
+                            try:
+                                psutil.Process(pid).send_signal(signal.SIGKILL)
+                            except psutil.Error:
+                                pass
+
+                    threading.Thread(target=kill_engine_core, daemon=True).start()
+            return super().process(table, ctx)
+
+    return EngineKiller
+
+
+EngineKiller = _engine_killer()

@@ -13,12 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class HubStandIn:
-    def __init__(self, fail_commits_with_429: int = 0):
+    def __init__(self, fail_commits_with_429: int = 0, fail_all_with: tuple[int, str] | None = None):
+        """``fail_all_with=(status, body)``: every POST answers that (a 5xx with an echoing body, say)."""
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.commits = 0
         self.validated: list[str] = []
         self.fail_429 = fail_commits_with_429
+        self.fail_all = fail_all_with
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +41,8 @@ class HubStandIn:
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
                 hub.requests.append(("POST", self.path, dict(self.headers)))
+                if hub.fail_all:
+                    return self._send(hub.fail_all[0], {"error": hub.fail_all[1]})
                 if self.path.startswith("/api/repos/create"):
                     name = json.loads(raw)
                     repo = f"{name.get('organization') or 'user'}/{name['name']}"

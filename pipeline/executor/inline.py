@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.component import Component
-from pipeline.executor.base import OnDone
+from pipeline.executor.base import OnDone, SetupError, as_storage_error
 from pipeline.phases import Phase, StageContext, Task
 
 
@@ -21,12 +21,18 @@ class InlineExecutor:
         try:
             component.setup()
         except Exception as exc:
-            raise RuntimeError(f"stage {component.name!r}: setup() failed, stopping the run "
-                               f"(finished shards are kept; rerun after fixing): {exc}") from exc
+            raise SetupError(f"stage {component.name!r}: setup() failed, stopping the run "
+                             f"(finished shards are kept; rerun after fixing): {type(exc).__name__}: {exc}") from exc
         results = []
         try:
             for task in tasks:
-                stats = phase.run(component, task, ctx)
+                try:
+                    stats = phase.run(component, task, ctx)
+                except OSError as exc:
+                    storage = as_storage_error(exc, component.name, task.key, ctx.run_dir)
+                    if storage is None:
+                        raise
+                    raise storage from exc
                 results.append(stats)
                 on_done(stats)
         finally:

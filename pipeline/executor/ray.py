@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.executor.base import OnDone
+from pipeline.executor.base import OnDone, ResourceError, SetupError, StorageError, as_storage_error
 from pipeline.phases import Phase, StageContext, Task
 
 log = logging.getLogger("swallow")
@@ -28,16 +28,71 @@ class _Worker:
     def __init__(self, component: Component):
         logging.basicConfig(level=logging.INFO)
         self.component = component
-        component.setup()
+        _title(f"setup {component.name}")
+        from pipeline.stage import WorkerBroken
+
+        try:
+            component.setup()
+        except WorkerBroken as exc:  # killed helpers (not a bad configuration): die, to be replaced (bounded)
+            logging.getLogger("swallow").error("worker broken in setup: %s; exiting", exc)
+            os._exit(75)
+        _title(f"idle {component.name}")
 
     def ready(self) -> bool:
         return True
 
     def run(self, phase: Phase, task: Task, ctx: StageContext) -> dict:
-        return phase.run(self.component, task, ctx)
+        from pipeline.stage import WorkerBroken
+
+        _title(f"{self.component.name} {phase.name} {task.key}")
+        try:
+            return phase.run(self.component, task, ctx)
+        except OSError as exc:  # the run folder refused a write: one line for the user (the driver stops the run)
+            storage = as_storage_error(exc, self.component.name, task.key, ctx.run_dir)
+            if storage is None:
+                raise
+            raise storage from None
+        except WorkerBroken as exc:
+            # This actor's state is broken (e.g. its vLLM engine died): end the process so the executor sees a
+            # dead worker, replaces it and retries every task it held (a clean exception would finish the task).
+            logging.getLogger("swallow").error("worker broken on %s: %s; exiting", task.key, exc)
+            os._exit(75)
 
     def shutdown(self) -> None:
         self.component.teardown()
+
+
+def _title(what: str) -> None:
+    """Name this worker process after what it does (``ps`` shows ``ray::swallow lint_filter apply 00003``), so a
+    person, py-spy or the fault-injection tests can tell a lint worker from a tokenize worker. Through Ray's own
+    setter (``ray._raylet.setproctitle``): the ``setproctitle`` package's changes do not show in a Ray worker, and
+    Ray sets its own title back when the task ends."""
+    try:
+        import ray._raylet
+
+        ray._raylet.setproctitle(f"ray::swallow {what}")
+    except Exception:  # noqa: BLE001 - a name is a convenience, never a reason to fail
+        pass
+
+
+def _first_line(exc: Exception) -> str:
+    """The cause of a Ray actor's death in one line: Ray wraps the exception with its traceback; the last
+    ``SomeError: message`` line is the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if ("Error:" in line or "Exception:" in line) and not line.startswith("File ")]
+    return (causes[-1] if causes else lines[0] if lines else type(exc).__name__)[:500]
+
+
+def record_event(ctx: StageContext, event: dict) -> None:
+    """Append one line to the stage's ``events.jsonl`` (what ``swallow status`` shows as retries)."""
+    import json
+    import time
+
+    try:
+        with open(ctx.dir.path / "events.jsonl", "a") as f:
+            f.write(json.dumps({"time": time.time(), **event}) + "\n")
+    except OSError:  # the record of a retry must not stop the run
+        pass
 
 
 class RayExecutor:
@@ -84,7 +139,7 @@ class RayExecutor:
             msg = (f"stage {component.name} needs {res.num_cpus:g} CPUs per worker; the largest node has "
                    f"{largest:g} (set stages.{component.name}.num_cpus)")
             if self.embedded:  # no node will ever join a local Ray
-                raise RuntimeError(msg)
+                raise ResourceError(msg)
             log.warning("%s; waiting for the cluster to add one", msg)
         if res.concurrency:
             return max(1, min(res.concurrency, n_tasks))
@@ -92,8 +147,9 @@ class RayExecutor:
         if res.num_gpus:
             fit = int(total.get("GPU", 0) // res.num_gpus)
             if fit < 1:
-                raise RuntimeError(f"stage {component.name} needs {res.num_gpus:g} GPU per worker; "
-                                   f"the cluster has {total.get('GPU', 0):g}")
+                raise ResourceError(f"stage {component.name} needs {res.num_gpus:g} GPU per worker and the cluster "
+                                    f"has {total.get('GPU', 0):g}: run it where GPUs are, or set "
+                                    f"stages.{component.name}.num_gpus=0 for a CPU build of vLLM")
         else:
             fit = int(total.get("CPU", 1) // max(res.num_cpus, 0.001))
         return max(1, min(fit, n_tasks))
@@ -102,14 +158,15 @@ class RayExecutor:
     def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
             on_done: OnDone) -> list[dict[str, Any]]:
         import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
         if not tasks:
             return []
         self.start()
         res = phase.resources(component)
+        slots = max(1, res.tasks_per_worker)  # tasks one actor holds at once (its threads)
         actor_cls = ray.remote(_Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_restarts=0,
-                                                max_task_retries=0)
+                                                max_task_retries=0, max_concurrency=slots)
         size = self.pool_size(component, res, len(tasks))
 
         def setup_failed(exc: Exception, actors: list) -> RuntimeError:
@@ -117,13 +174,15 @@ class RayExecutor:
             not bad data: it stops the run instead of rejecting rows."""
             for a in actors:
                 ray.kill(a, no_restart=True)
-            return RuntimeError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
-                                f"(finished shards are kept; rerun after fixing): {exc}")
+            return SetupError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
+                              f"(finished shards are kept; rerun after fixing): {_first_line(exc)}")
 
         starting = {a.ready.remote(): a for a in (actor_cls.remote(component) for _ in range(size))}
-        idle: list = []
+        idle: list = []  # one entry per free slot of a live actor
+        dead: set = set()  # actors killed after a failure (their other in-flight tasks fail too)
         pending = list(reversed(tasks))
         attempts: dict[str, int] = {}
+        start_deaths = 0  # workers that died in setup() without raising (each replaced; bounded)
         running: dict[Any, tuple[Any, Task]] = {}
         results = []
         try:
@@ -141,20 +200,42 @@ class RayExecutor:
                     try:
                         ray.get(ref)
                     except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
-                        raise setup_failed(exc, [actor, *starting.values(), *idle,
-                                                 *(a for a, _ in running.values())]) from None
-                    idle.append(actor)
+                        if getattr(exc, "actor_init_failed", False) or start_deaths >= size + component.max_retries:
+                            raise setup_failed(exc, [actor, *starting.values(), *idle,
+                                                     *(a for a, _ in running.values())]) from None
+                        # killed while starting (OOM, a lost node, a kill), not a setup() that raised: replace it
+                        start_deaths += 1
+                        record_event(ctx, {"event": "restart", "phase": phase.name, "task": "setup",
+                                           "attempt": start_deaths, "why": _first_line(exc)})
+                        log.warning("a %s worker died while starting, replacing it: %s", component.name,
+                                    _first_line(exc))
+                        replacement = actor_cls.remote(component)
+                        starting[replacement.ready.remote()] = replacement
+                        continue
+                    idle += [actor] * slots
                     continue
                 actor, task = running.pop(ref)
                 try:
                     stats = ray.get(ref)
+                except RayTaskError as exc:
+                    from pipeline.config import ConfigError
+
+                    if isinstance(exc.cause, (ConfigError, StorageError)):  # one line, not the remote traceback
+                        raise exc.cause from None
+                    raise
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
                     attempts[task.key] = attempts.get(task.key, 0) + 1
-                    ray.kill(actor, no_restart=True)
-                    replacement = actor_cls.remote(component)
-                    starting[replacement.ready.remote()] = replacement
+                    if actor not in dead:  # one replacement per dead actor, however many tasks it held
+                        dead.add(actor)
+                        ray.kill(actor, no_restart=True)
+                        idle = [a for a in idle if a is not actor]
+                        replacement = actor_cls.remote(component)
+                        starting[replacement.ready.remote()] = replacement
                     why = str(exc).splitlines()[0]
-                    if attempts[task.key] <= component.max_retries:
+                    retry = attempts[task.key] <= component.max_retries
+                    record_event(ctx, {"event": "retry" if retry else "gave_up", "phase": phase.name,
+                                       "task": task.key, "attempt": attempts[task.key], "why": why[:500]})
+                    if retry:
                         log.warning("worker died on %s/%s/%s (attempt %d), retrying: %s", component.name,
                                     phase.name, task.key, attempts[task.key], why)
                         pending.append(task)
@@ -165,13 +246,14 @@ class RayExecutor:
                         results.append(stats)
                         on_done(stats)
                     continue
-                idle.append(actor)
+                if actor not in dead:
+                    idle.append(actor)
                 results.append(stats)
                 on_done(stats)
         finally:
             for a in starting.values():
                 ray.kill(a, no_restart=True)
-            for a in idle + [a for a, _ in running.values()]:
+            for a in {id(a): a for a in idle + [a for a, _ in running.values()] if a not in dead}.values():
                 try:
                     ray.get(a.shutdown.remote(), timeout=60)
                 except Exception:  # noqa: BLE001 - best effort (a killed actor included)

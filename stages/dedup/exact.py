@@ -97,7 +97,7 @@ class ExactDedup(GlobalStage):
             raise ValueError("survivor: highest needs survivor_column (a numeric column, e.g. lint_score)")
         return self
 
-    def scan(self, table: pa.Table) -> pa.Table:
+    def scan(self, table: pa.Table, ctx=None) -> pa.Table:
         texts = table.column(self.column).to_pylist()
         digests = [hashlib.blake2b(normalise(t, self.normalize).encode("utf-8", "surrogatepass"),
                                    digest_size=16).digest() for t in texts]

@@ -107,6 +107,8 @@ class Extract(Stage):
     """HTML -> main text keeping math (LaTeX), in a time-limited worker process; see the module docstring."""
 
     type: ClassVar[str] = "extract"
+    requires: ClassVar[tuple[str, ...]] = ("trafilatura", "lxml", "py_asciimath")
+    extra: ClassVar[str] = "web"
     #: Column holding the page's HTML (decoded; the warc source writes it).
     column: str = "html"
     #: trafilatura (default) or resiliparse (faster, less selective).
@@ -125,6 +127,14 @@ class Extract(Stage):
     keep_html: bool = False
     batch_size: int = Field(64, ge=1)
     _box: Any = PrivateAttr(None)
+
+    def preflight(self) -> list[str]:
+        import importlib.util
+
+        problems = super().preflight()
+        if self.extractor == "resiliparse" and importlib.util.find_spec("resiliparse") is None:
+            problems.append(f"stage {self.name!r}: extractor resiliparse needs the package: pip install -e '.[web]'")
+        return problems
 
     def setup(self) -> None:
         from pipeline.sandbox import Sandbox

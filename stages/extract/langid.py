@@ -24,6 +24,8 @@ class LanguageId(Stage):
     """fastText language identification; keep-list and minimum score."""
 
     type: ClassVar[str] = "language_id"
+    requires: ClassVar[tuple[str, ...]] = ("fasttext",)
+    extra: ClassVar[str] = "web"
     #: Path of a fastText language-ID model (lid.176.bin or lid.176.ftz).
     model: str
     #: Languages kept (ISO codes as the model labels them, e.g. en, ja); empty: keep every language.
@@ -37,6 +39,15 @@ class LanguageId(Stage):
     column: str = "text"
     batch_size: int = Field(1024, ge=1)
     _model: Any = PrivateAttr(None)
+
+    def preflight(self) -> list[str]:
+        from pipeline.component import missing_path
+
+        problems = super().preflight()
+        if not os.path.isfile(os.path.expanduser(self.model)):
+            problems += missing_path(self.name, "model", self.model, "file") or \
+                [f"stage {self.name!r}: model {self.model!r} is not a file (a fastText lid.176.bin/.ftz path)"]
+        return problems
 
     def setup(self) -> None:
         if not os.path.isfile(self.model):

@@ -31,6 +31,8 @@ class C4Filter(Stage):
     """C4's line and document rules; kept documents keep only their kept lines."""
 
     type: ClassVar[str] = "c4_filter"
+    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
+    extra: ClassVar[str] = "web"
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     #: Fewer sentences than this in the kept lines rejects the document (-1: off).

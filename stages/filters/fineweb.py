@@ -21,6 +21,8 @@ class FineWebFilter(Stage):
     """FineWeb quality rules: line punctuation, short lines, duplicated-line characters, list-like text."""
 
     type: ClassVar[str] = "fineweb_filter"
+    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
+    extra: ClassVar[str] = "web"
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
     short_line_thr: float = 0.67

@@ -27,6 +27,8 @@ class GopherQuality(Stage):
     words."""
 
     type: ClassVar[str] = "gopher_quality"
+    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
+    extra: ClassVar[str] = "web"
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100_000
     min_avg_word_length: float | None = 3
@@ -130,6 +132,8 @@ class GopherRepetition(Stage):
     """Gopher repetition rules: duplicate paragraphs and lines, top n-grams, duplicated n-grams."""
 
     type: ClassVar[str] = "gopher_repetition"
+    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
+    extra: ClassVar[str] = "web"
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
     dup_line_char_frac: float | None = 0.2

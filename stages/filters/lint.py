@@ -30,7 +30,7 @@ import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.stage import Stage, Verdict, WorkerBroken
 
 
 #: SwallowCode's pylint options (the messages it disables).
@@ -185,7 +185,15 @@ class LintServer:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
         if not line:
-            raise RuntimeError(f"the pylint server did not start within {timeout:g} s (exit code {self.proc.poll()})")
+            code = self.proc.poll()
+            if ready and code is None:  # its stdout closed: it is exiting, wait for how
+                try:
+                    code = self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if code is not None and code < 0:  # killed by a signal while warming up: not a configuration error
+                raise WorkerBroken(f"the pylint server was killed while starting (signal {-code})")
+            raise RuntimeError(f"the pylint server did not start within {timeout:g} s (exit code {code})")
         return json.loads(line)
 
     @property
@@ -256,7 +264,7 @@ class PylintWorker:
             if self.own is None or not self.own.alive():
                 if self.own is not None:
                     self.own.close()
-                self.own = LintServer(self.disable, self.warm_modules, self.environment, self.start_timeout_s)
+                self.own = self._own_server()
             address = self.own.address
         self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -271,6 +279,16 @@ class PylintWorker:
         self.reader = self.conn.makefile("r", encoding="utf-8")
         self.server_pid = address["pid"]
         self.files = tempfile.mkdtemp(prefix="w", dir=address["files"])  # this worker's files only
+
+    def _own_server(self) -> LintServer:
+        """A server of this worker's own; one killed while warming up is started again (three tries, then the
+        worker is broken: the executor replaces it)."""
+        for attempt in range(3):
+            try:
+                return LintServer(self.disable, self.warm_modules, self.environment, self.start_timeout_s)
+            except WorkerBroken:
+                if attempt == 2:
+                    raise
 
     def stop(self) -> None:
         for f in (self.reader, self.conn):
@@ -300,10 +318,19 @@ class PylintWorker:
         """('ok', score, None) | ('lint_timeout'|'lint_error', None, detail). Score None: no statements.
 
         ``name``: the module name (a plain identifier, see ``module_name``). ``meanwhile`` (a callable) runs in
-        this process while the lint child works on the file.
+        this process while the lint child works on the file. A lint child killed by a signal, or a server that
+        dies, is not the file's verdict: the file is linted once more (in a fresh child, on a fresh server if
+        need be); only a second death is (``lint_error``), so a kill from outside never changes a row.
         """
         if not name.isidentifier():
             raise ValueError(f"module name {name!r} is not an identifier")
+        for attempt in (1, 2):
+            status, score, detail = self._lint_once(source, name, meanwhile if attempt == 1 else None)
+            if status != "retry":
+                return status, score, detail
+        return "lint_error", None, detail
+
+    def _lint_once(self, source: str, name: str, meanwhile) -> tuple[str, float | None, str | None]:
         if self.conn is None:
             self.start()
         path = os.path.join(self.files, name + ".py")
@@ -317,14 +344,14 @@ class PylintWorker:
             if line is None:
                 self.address = None
                 self.stop()
-                return "lint_error", None, "the pylint server stopped answering"
+                return "retry", None, "the pylint server stopped answering"
             if not line:
                 raise EOFError("no reply")
             reply = json.loads(line)
         except (EOFError, OSError, ValueError) as exc:
             self.address = None  # do not go back to a server that died: start our own
             self.stop()
-            return "lint_error", None, f"pylint server died ({type(exc).__name__})"
+            return "retry", None, f"pylint server died ({type(exc).__name__})"
         finally:
             try:
                 os.unlink(path)
@@ -334,6 +361,8 @@ class PylintWorker:
             return "ok", reply["note"], None
         if reply["status"] == "timeout":
             return "lint_timeout", None, f"pylint took longer than {self.timeout_s:g} s"
+        if reply["status"] == "died":
+            return "retry", None, reply["detail"]
         return "lint_error", None, reply["detail"]
 
 

@@ -29,8 +29,9 @@ third of pylint's time on a cold cache).
 
 Protocol, one JSON line each way per request on a connection: ``{"path": ..., "timeout_s": float}`` ->
 ``{"status": "ok", "note": float|null, "statements": int}``, ``{"status": "timeout"}`` or
-``{"status": "error", "detail": str}``. A child that exceeds its time is killed; one that dies is reported; the
-server goes on. Once warm, the server prints ``{"status": "ready", ...}`` on stdout. It exits (removing its
+``{"status": "error", "detail": str}`` or ``{"status": "died", ...}`` (the child was killed by a signal). A child
+that exceeds its time is killed; one that dies is reported; the server goes on. Once warm, the server prints
+``{"status": "ready", ...}`` on stdout. It exits (removing its
 folder) when its stdin closes: whoever started it died or finished.
 """
 
@@ -108,9 +109,9 @@ def child_result(pid: int, chunks: list[bytes]) -> dict:
             return json.loads(b"".join(chunks))
         except ValueError:
             pass
-    how = f"signal {-os.waitstatus_to_exitcode(status)}" if os.WIFSIGNALED(status) else \
-        f"exit code {os.waitstatus_to_exitcode(status)}"
-    return {"status": "error", "detail": f"pylint child died ({how})"}
+    if os.WIFSIGNALED(status):  # killed (by the OOM killer, a person, ...): the client may try the file again
+        return {"status": "died", "detail": f"pylint child died (signal {-os.waitstatus_to_exitcode(status)})"}
+    return {"status": "error", "detail": f"pylint child died (exit code {os.waitstatus_to_exitcode(status)})"}
 
 
 class Server:
@@ -207,6 +208,19 @@ class Server:
 
 
 def main() -> None:
+    """Serve; whatever ends it (the owner's death during warm-up included: the ready line then meets a closed
+    pipe), the private folder goes with it."""
+    try:
+        _main()
+    except BrokenPipeError:  # the owner died before we were ready
+        pass
+    finally:
+        root = os.environ.get("SWALLOW_LINT_ROOT")
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _main() -> None:
     sock_path, pylib = sys.argv[1], sys.argv[2]
     warm_modules = json.loads(sys.argv[3]).get("modules", [])
     args = sys.argv[4:]
@@ -249,9 +263,6 @@ def main() -> None:
         Server(linter, listener).serve()
     finally:
         listener.close()
-        root = os.environ.get("SWALLOW_LINT_ROOT")
-        if root:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

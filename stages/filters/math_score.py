@@ -80,6 +80,14 @@ class MathScore(Stage):
     batch_size: int = Field(512, ge=1)
     _clf: Any = PrivateAttr(None)
 
+    def preflight(self) -> list[str]:
+        import os
+
+        problems = super().preflight()
+        if self.classifier and not os.path.isfile(os.path.expanduser(self.classifier)):
+            problems.append(f"stage {self.name!r}: classifier {self.classifier!r}: no such file")
+        return problems
+
     def setup(self) -> None:
         if self.classifier:
             import os

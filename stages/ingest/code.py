@@ -2,7 +2,10 @@
 
 One record per file, with its provenance (repo, path, license, blob id) and a language from the path's extension.
 Files that cannot be used are rejected rows with a reason (``too_large``, ``binary``, ``undecodable``,
-``empty``, ``other_language``, ``bad_json``, ``corrupt_file``, ``missing_content``, ``unreadable``).
+``empty``, ``other_language``, ``bad_json``, ``not_an_object``, ``bad_field_type``, ``corrupt_file``,
+``missing_content``, ``missing_content_column``, ``unreadable``). A Parquet file that cannot be opened, or lacks
+the content column, is one rejected row naming it (found while planning: planning never fails on a bad file); a
+row group that cannot be read is one ``corrupt_file`` row for that part; the run goes on.
 """
 
 from __future__ import annotations
@@ -78,7 +81,18 @@ class CodeSource(Source):
         for path in self.expand():
             fmt = self._fmt(path) if self.format != "dir" else "file"
             if fmt == "parquet":
-                meta = pq.ParquetFile(path).metadata
+                try:
+                    pf = pq.ParquetFile(path)
+                    meta = pf.metadata
+                    names = pf.schema_arrow.names
+                except Exception as exc:  # noqa: BLE001 - truncated, corrupt, not Parquet: one row names it
+                    items.append((["bad", path, "corrupt_file", f"{type(exc).__name__}: {exc}"[:500]], 1))
+                    continue
+                if self.content_column not in names:
+                    items.append((["bad", path, "missing_content_column",
+                                   f"no column {self.content_column!r} (columns: {names}); set "
+                                   "source.content_column"[:500]], 1))
+                    continue
                 for rg in range(meta.num_row_groups):
                     g = meta.row_group(rg)
                     n, size = g.num_rows, max(g.total_byte_size, 1)
@@ -87,10 +101,16 @@ class CodeSource(Source):
                     for start in range(0, n, step):
                         stop = min(n, start + step)
                         items.append((["parquet", path, rg, start, stop], size * (stop - start) // max(n, 1)))
-            elif fmt == "jsonl":
-                items.append((["jsonl", path], os.path.getsize(path) * (4 if path.endswith(".gz") else 1)))
             else:
-                items.append((["file", path], min(os.path.getsize(path), self.max_file_bytes)))
+                try:
+                    size = os.path.getsize(path)
+                except OSError as exc:  # a dangling symlink, a file gone or unreadable since listing
+                    items.append((["bad", path, "unreadable", f"{type(exc).__name__}: {exc}"[:500]], 1))
+                    continue
+                if fmt == "jsonl":
+                    items.append((["jsonl", path], size * (4 if path.endswith(".gz") else 1)))
+                else:
+                    items.append((["file", path], min(size, self.max_file_bytes)))
         return [{"parts": group} for group in pack_by_bytes(items, self.shard_bytes)]
 
     def _plan_hf(self) -> list[dict[str, Any]]:
@@ -114,6 +134,10 @@ class CodeSource(Source):
                 yield from self._read_jsonl(part[1])
             elif kind == "hf":
                 yield self._read_hf(*part[1:])
+            elif kind == "bad":  # a file found unusable while planning
+                _, path, reason, detail = part
+                yield self._rows_to_table([self._record(path, "file", None, {"path": path}) |
+                                           {"reason": reason, "detail": detail}])
             else:
                 yield self._rows_to_table([self._read_file(part[1])])
 
@@ -121,6 +145,16 @@ class CodeSource(Source):
         """One record from raw content (str or bytes), with a reason if it is unusable."""
         reason = detail = None
         text = None
+        wrong = [f"{k} is {type(v).__name__}" for k, v in meta.items()
+                 if k in ("repo", "path", "blob_id") and v is not None and not isinstance(v, str)]
+        if content is not None and not isinstance(content, str | bytes):
+            wrong.insert(0, f"{self.content_column} is {type(content).__name__}")
+        if wrong:  # e.g. content a number, path a list, repo an object: rejected, the fields kept as text
+            meta = {k: (v if v is None or isinstance(v, str) else _as_str(v)) for k, v in meta.items()}
+            return {"id": make_id(source, offset), "text": None, "source_file": source,
+                    "source_offset": int(offset) if str(offset).isdigit() else 0,
+                    "language": meta.get("language") if isinstance(meta.get("language"), str) else None,
+                    "reason": "bad_field_type", "detail": "; ".join(wrong)[:500], **meta}
         path = meta.get("path")
         if content is None:
             reason, detail = "missing_content", f"column {self.content_column!r} is null or absent"
@@ -152,15 +186,18 @@ class CodeSource(Source):
         return meta
 
     def _read_parquet(self, path: str, rg: int, start: int, stop: int) -> pa.Table:
-        pf = pq.ParquetFile(path)
-        wanted = [c for c in {self.content_column, self.repo_column, "repo_name", self.path_column,
-                              self.license_column, self.blob_id_column, *self.keep_columns}
-                  if c in pf.schema_arrow.names]
-        if self.content_column not in wanted:
-            raise KeyError(f"{path}: no column {self.content_column!r} (columns: {pf.schema_arrow.names}); "
-                           "set source.content_column")
-        table = pf.read_row_group(rg, columns=wanted).slice(start, stop - start)
-        base = sum(pf.metadata.row_group(i).num_rows for i in range(rg)) + start
+        try:
+            pf = pq.ParquetFile(path)
+            wanted = [c for c in {self.content_column, self.repo_column, "repo_name", self.path_column,
+                                  self.license_column, self.blob_id_column, *self.keep_columns}
+                      if c in pf.schema_arrow.names]
+            table = pf.read_row_group(rg, columns=sorted(wanted)).slice(start, stop - start)
+            base = sum(pf.metadata.row_group(i).num_rows for i in range(rg)) + start
+        except Exception as exc:  # noqa: BLE001 - a corrupt page or a file changed since planning: one row
+            return self._rows_to_table([self._record(path, f"rg{rg}:{start}-{stop}", None, {"path": path}) |
+                                        {"reason": "corrupt_file",
+                                         "detail": f"row group {rg}, rows {start}-{stop}: {type(exc).__name__}: "
+                                                   f"{exc}"[:500]}])
         rows = [self._record(path, base + i, row.get(self.content_column), self._meta(row))
                 for i, row in enumerate(table.to_pylist())]
         return self._rows_to_table(rows)

@@ -25,8 +25,15 @@ class DocumentSource(Source):
     max_chars: int = 1_000_000
 
     def plan(self) -> list[dict[str, Any]]:
-        items = [(p, os.path.getsize(p) * (4 if p.endswith(".gz") else 1)) for p in self.expand()]
-        return [{"files": g} for g in pack_by_bytes(items, self.shard_bytes)]
+        """Parquet files by row group (a big file spreads over many shards), JSONL files whole."""
+        items: list[tuple[Any, int]] = []
+        for p in self.expand():
+            if p.endswith(".parquet"):
+                meta = pq.ParquetFile(p).metadata
+                items += [([p, rg], max(meta.row_group(rg).total_byte_size, 1)) for rg in range(meta.num_row_groups)]
+            else:
+                items.append(([p, None], os.path.getsize(p) * (4 if p.endswith(".gz") else 1)))
+        return [{"parts": g} for g in pack_by_bytes(items, self.shard_bytes)]
 
     def _row(self, path: str, offset: int | str, rec: dict | None, reason: str | None = None,
              detail: str | None = None) -> dict:
@@ -44,11 +51,14 @@ class DocumentSource(Source):
                 "license": self.license, "reason": reason, "detail": detail}
 
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
-        for path in spec["files"]:
+        for path, rg in spec["parts"]:
             rows: list[dict] = []
-            if path.endswith(".parquet"):
-                for i, rec in enumerate(pq.read_table(path).to_pylist()):
-                    rows.append(self._row(path, i, rec))
+            if rg is not None:
+                pf = pq.ParquetFile(path)
+                base = sum(pf.metadata.row_group(i).num_rows for i in range(rg))
+                cols = [c for c in (self.text_column, self.url_column, "meta") if c in pf.schema_arrow.names]
+                for i, rec in enumerate(pf.read_row_group(rg, columns=cols).to_pylist()):
+                    rows.append(self._row(path, base + i, rec))
             else:
                 rows += [self._row(path, off, rec, reason, detail) for off, rec, reason, detail in iter_jsonl(path)]
             yield pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})

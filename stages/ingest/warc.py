@@ -138,6 +138,8 @@ class WarcSource(Source):
     """WARC/WET files (or a Common Crawl paths listing) -> one row per response, conversion and revisit record."""
 
     type: ClassVar[str] = "warc"
+    requires: ClassVar[tuple[str, ...]] = ("fastwarc", "charset_normalizer")
+    extra: ClassVar[str] = "web"
     name: str = "ingest"
     #: Prefix of the lines of a ``*.paths.gz`` listing (Common Crawl: https://data.commoncrawl.org/).
     prefix: str = "https://data.commoncrawl.org/"

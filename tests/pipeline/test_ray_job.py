@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,48 @@ def sh(*args, env=None, timeout=300):
     return subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def processes_of(temp_dir: Path) -> list:
+    """Every process of the Ray started with ``--temp-dir=temp_dir``: its GCS, raylet, dashboard and workers all
+    carry the session path in their command lines."""
+    import psutil
+
+    ours = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+                ours.append(proc)
+        except psutil.Error:
+            pass
+    return ours
+
+
+def stop_our_cluster(temp_dir: Path) -> None:
+    """Stop only the Ray this test started (``processes_of``). `ray stop` would stop every Ray on the machine,
+    a user's own cluster included."""
+    import psutil
+
+    ours = processes_of(temp_dir)
+    for proc in ours:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(ours, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
 def test_ray_job_submit_runs_pipeline(tmp_path, corpus_rows):
     src = write_sample(corpus_rows[:120], tmp_path / "in.parquet")
     out = tmp_path / "run"
@@ -34,18 +77,23 @@ def test_ray_job_submit_runs_pipeline(tmp_path, corpus_rows):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS")
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # short: unix socket paths are length-limited
+    dashboard = free_port()  # ports of our own, not a user's cluster's defaults (6379, 8265)
     start = sh(RAY, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-               "--object-store-memory=300000000", "--dashboard-host=127.0.0.1", "--dashboard-port=8265",
-               f"--temp-dir={temp_dir}", env=env)
-    assert start.returncode == 0, start.stderr[-2000:]
+               f"--port={free_port()}", "--object-store-memory=300000000", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}", env=env)
     try:
-        job_env = {**env, "RAY_API_SERVER_ADDRESS": "http://127.0.0.1:8265"}
-        sub = sh(RAY, "job", "submit", "--working-dir", ".", "--", "python", "jobs/run_pipeline.py", str(cfg),
-                 "--output", str(out), "--no-progress", env=job_env, timeout=600)
+        assert start.returncode == 0, start.stderr[-2000:]
+        job_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard}"}
+        for _ in range(10):  # the head's job agent may still be starting ("No available agent to submit job")
+            sub = sh(RAY, "job", "submit", "--working-dir", ".", "--", "python", "jobs/run_pipeline.py", str(cfg),
+                     "--output", str(out), "--no-progress", env=job_env, timeout=600)
+            if "No available agent" not in sub.stdout + sub.stderr:
+                break
+            time.sleep(3)
         assert sub.returncode == 0, (sub.stdout + sub.stderr)[-4000:]
         assert "succeeded" in (sub.stdout + sub.stderr).lower()
     finally:
-        sh(RAY, "stop", "--force", env=env)
+        stop_our_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert verify(out) == []
     assert (out / "dataset" / "data").exists() and (out / "dataset" / "README.md").exists()

@@ -16,6 +16,7 @@ from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from tests.conftest import ROOT, write_sample
 from tests.helpers import kept_ids
+from tests.faults import kill_session
 
 pytestmark = pytest.mark.shared_data
 
@@ -45,10 +46,7 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, corpus_rows, ray_session)
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, like an OOM kill
         proc.wait(30)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # then whatever it left behind
-        except ProcessLookupError:
-            pass
+        kill_session(proc)  # then whatever the driver left behind (Ray, the lint server)
     n_shards = len(list((killed / "stages" / "00-ingest" / "done").glob("*.json")))
     partial = len(list(lint_done.glob("*.json")))
     assert 1 <= partial < n_shards, "the kill should land midway through the lint stage"

@@ -1,0 +1,236 @@
+"""``swallow report RUN``: one self-contained HTML page of a run, for people who judge a corpus by looking at it.
+
+The page has no external resource (plots are inline SVG drawn with matplotlib) and shows the corpus escaped (it is
+untrusted HTML/JavaScript). Sections: the funnel (documents and tokens in/kept/rejected per stage), rejection
+reasons per stage, histograms of every numeric column a stage added (scores, ratios, lengths, cluster sizes, token
+counts — whatever the stages measured), wall time and throughput per stage and per worker host, versions, models
+and prompt hashes, and for every stage that rewrote text (a ``text_before_<stage>`` column) a sample of documents
+before and after, side by side with a line diff. It reads only the run directory and knows no stage type.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import io
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.ledger import collect_stats, list_stages
+from pipeline.plots import reason_color
+from pipeline.shards import KEPT, REJECTED, StageDir
+
+SAMPLE_ROWS = 20_000  # rows per stage read for histograms (a deterministic sample of shards)
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
+color:#1d2330;line-height:1.45}
+h1{font-size:26px;margin-bottom:4px} h2{font-size:20px;border-bottom:1px solid #d8dde6;padding-bottom:4px;margin-top:32px}
+h3{font-size:16px;margin:18px 0 6px} table{border-collapse:collapse;margin:8px 0;font-size:13px}
+td,th{border:1px solid #d8dde6;padding:3px 8px;text-align:right} th{background:#f2f4f8} td.l,th.l{text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #d8dde6;border-radius:6px;padding:8px}
+.muted{color:#6b7280;font-size:13px} pre{white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0}
+table.diff{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;width:100%;table-layout:fixed}
+table.diff td{text-align:left;vertical-align:top;white-space:pre-wrap;word-break:break-all}
+.diff_add{background:#dcfce7}.diff_chg{background:#fef9c3}.diff_sub{background:#fee2e2}
+table.diff th,table.diff td.diff_next{display:none} table.diff td.diff_header{width:3em;color:#6b7280}
+"""
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    # no RDF metadata block: it names outside URLs and a creation date (the report stays a function of the run)
+    fig.savefig(buf, format="svg", bbox_inches="tight",
+                metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]  # no XML prolog inside HTML
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
+    return plt
+
+
+def funnel_svg(stages: list[dict]) -> str:
+    plt = _plt()
+    names = [s["stage"] for s in stages]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(names) + 1.4), sharey=True)
+    kept = [s["kept"] for s in stages]
+    axes[0].barh(names, kept, color="#4c9f70", label="kept")
+    left = list(kept)
+    for j, reason in enumerate(sorted({r for s in stages for r in s["reasons"]})):
+        vals = [s["reasons"].get(reason, 0) for s in stages]
+        axes[0].barh(names, vals, left=left, color=reason_color(j), label=reason)
+        left = [a + b for a, b in zip(left, vals)]
+    axes[0].invert_yaxis()
+    axes[0].set_title("documents: kept, and rejected by reason")
+    axes[0].legend(fontsize=7, loc="lower right", frameon=False)
+    toks_in = [s["counters"].get("tokens_in", 0) for s in stages]
+    toks = [s["counters"].get("tokens", s["counters"].get("output_tokens", 0)) for s in stages]
+    mb_kept = [s["bytes_kept"] / 1e6 for s in stages]
+    mb_rej = [s["bytes_rejected"] / 1e6 for s in stages]
+    if any(toks) and not any(toks_in):
+        axes[1].barh(names, toks, color="#6366f1", label="tokens (tokenize) / generated (rewrite)")
+        axes[1].set_title("tokens")
+    else:
+        axes[1].barh(names, mb_kept, color="#4c9f70", label="kept")
+        axes[1].barh(names, mb_rej, left=mb_kept, color="#e57373", label="rejected")
+        axes[1].set_title("text, MB")
+    axes[1].legend(fontsize=7, loc="lower right", frameon=False)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def histograms(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
+    """SVG histograms of the numeric columns this stage added (kept and rejected rows), and the stage's columns."""
+    plt = _plt()
+    shards = sd.done_shards()
+    rng = random.Random(0)
+    rng.shuffle(shards)
+    parts, n = [], 0
+    for shard in shards:
+        for part in (KEPT, REJECTED):
+            t = pq.read_table(sd.file(part, shard))
+            parts.append(t)
+            n += len(t)
+        if n >= SAMPLE_ROWS:
+            break
+    if not parts:
+        return [], prev_cols
+    cols = set().union(*(set(t.column_names) for t in parts))
+    out = []
+    for name in sorted(cols - prev_cols):
+        values = []
+        for t in parts:
+            if name in t.column_names and (pa.types.is_integer(t.schema.field(name).type)
+                                           or pa.types.is_floating(t.schema.field(name).type)):
+                values += [v for v in t.column(name).to_pylist() if v is not None]
+        if len(values) < 2 or len(set(values)) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(3.6, 2.3))
+        ax.hist(values, bins=min(40, max(5, len(set(values)))), color="#3b82f6")
+        ax.set_title(f"{name} (n={len(values):,})", fontsize=8)
+        fig.tight_layout()
+        out.append(_svg(fig))
+    return out, cols
+
+
+def diff_samples(sd: StageDir, k: int = 4) -> list[str]:
+    """Before/after of up to ``k`` kept rows of a stage that rewrote text, side by side, escaped."""
+    col = f"text_before_{sd.name}"
+    shards = sd.done_shards()
+    rows = []
+    for shard in shards:
+        t = pq.read_table(sd.file(KEPT, shard))
+        if col not in t.column_names:  # a shard with no kept row keeps its input schema
+            continue
+        rows += t.select(["id", col, "text"]).slice(0, k).to_pylist()
+        if len(rows) >= k:
+            break
+    out = []
+    maker = difflib.HtmlDiff(tabsize=4, wrapcolumn=90)
+    for r in rows[:k]:
+        before = (r[col] or "")[:6000].splitlines()
+        after = (r["text"] or "")[:6000].splitlines()
+        table = maker.make_table(before, after, "before", "after", context=False)  # HtmlDiff escapes its input
+        out.append(f"<h3>{html.escape(r['id'])}</h3>{table}")
+    return out
+
+
+def throughput(stages_dirs: list[StageDir]) -> list[dict]:
+    rows = []
+    for sd in stages_dirs:
+        per_host: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
+        for shard in sd.done_shards():
+            st = sd.stats(shard)
+            h = per_host[st.get("host", "?")]
+            h[0] += st.get("in", 0)
+            h[1] += st.get("wall_s", 0.0)
+            h[2] += 1
+        for host, (n, wall, shards) in sorted(per_host.items()):
+            rows.append({"stage": sd.name, "host": host, "shards": shards, "rows": n, "worker_s": wall,
+                         "rows_per_worker_s": n / wall if wall else 0.0})
+    return rows
+
+
+def build(run_dir: str | Path) -> str:
+    run_dir = Path(run_dir)
+    stats = collect_stats(run_dir)["stages"]
+    dirs = list_stages(run_dir)
+    e = html.escape
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(run_dir.name)} — swallow report"
+             f"</title><style>{CSS}</style></head><body>",
+             f"<h1>Run report: {e(run_dir.name)}</h1>",
+             f"<p class='muted'>{e(str(run_dir.resolve()))} — {stats[0]['in'] if stats else 0:,} records in, "
+             f"{stats[-1]['kept'] if stats else 0:,} kept at the end. Every record is kept or rejected with a reason "
+             "(<code>swallow verify</code> checks it).</p>"]
+    parts.append("<h2>Funnel</h2>" + funnel_svg(stats))
+    parts.append("<table><tr><th class='l'>stage</th><th>in</th><th>kept</th><th>rejected</th><th>kept MB</th>"
+                 "<th>tokens</th><th>elapsed s</th><th>rows/s</th></tr>")
+    for s in stats:
+        tokens = s["counters"].get("tokens", s["counters"].get("output_tokens"))
+        el = s["elapsed_s"] or s["wall_s"]
+        parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td>"
+                     f"<td>{s['rejected']:,}</td><td>{s['bytes_kept'] / 1e6:.2f}</td>"
+                     f"<td>{'' if tokens is None else f'{int(tokens):,}'}</td><td>{el:.1f}</td>"
+                     f"<td>{s['in'] / el if el else 0:,.0f}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Rejection reasons</h2><table><tr><th class='l'>stage</th><th class='l'>reason</th>"
+                 "<th>records</th><th>share of stage input</th></tr>")
+    for s in stats:
+        for reason, n in s["reasons"].items():
+            parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td class='l'><code>{e(reason)}</code></td>"
+                         f"<td>{n:,}</td><td>{n / max(s['in'], 1):.1%}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Measurements</h2><p class='muted'>Histograms of every numeric column each stage added, over "
+                 "kept and rejected rows (a sample of up to 20,000 rows per stage).</p>")
+    prev: set[str] = set()
+    for sd in dirs:
+        svgs, prev = histograms(sd, prev)
+        if svgs:
+            parts.append(f"<h3>{e(sd.name)}</h3><div class='grid'>" +
+                         "".join(f"<div class='card'>{svg}</div>" for svg in svgs) + "</div>")
+    rewrites = [(sd, diff_samples(sd)) for sd in dirs]
+    rewrites = [(sd, d) for sd, d in rewrites if d]
+    if rewrites:
+        parts.append("<h2>Before and after</h2><p class='muted'>Kept documents of each stage that rewrote text, "
+                     "the input on the left, the output on the right.</p>")
+        for sd, tables in rewrites:
+            parts.append(f"<h3>{e(sd.name)}</h3>" + "".join(tables))
+    parts.append("<h2>Time and throughput</h2><table><tr><th class='l'>stage</th><th class='l'>worker host</th>"
+                 "<th>shards</th><th>rows</th><th>worker seconds</th><th>rows per worker-second</th></tr>")
+    for r in throughput(dirs):
+        parts.append(f"<tr><td class='l'>{e(r['stage'])}</td><td class='l'>{e(r['host'])}</td><td>{r['shards']}</td>"
+                     f"<td>{r['rows']:,}</td><td>{r['worker_s']:.1f}</td><td>{r['rows_per_worker_s']:,.1f}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Versions, models and prompts</h2><table><tr><th class='l'>stage</th><th class='l'>facts</th></tr>")
+    for s in stats:
+        if s["info"]:
+            facts = ", ".join(f"{k}: {v}" for k, v in sorted(s["info"].items()) if v is not None)
+            parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td class='l'>{e(facts)}</td></tr>")
+    parts.append("</table>")
+    run_yaml = run_dir / "run.yaml"
+    if run_yaml.exists():
+        parts.append("<h2>Configuration</h2><pre>" + e(run_yaml.read_text()) + "</pre>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    from pipeline.shards import write_atomic_bytes
+
+    out = Path(out) if out else Path(run_dir) / "report.html"
+    write_atomic_bytes(out, build(run_dir).encode("utf-8"))
+    return out
+

@@ -1,0 +1,117 @@
+"""``swallow status RUN [--watch]``: where a run is, from its directory alone (works from any machine that sees it,
+under ``ray job submit`` too): per stage, tasks done/total per phase, rows in and kept, rows/s, an ETA, failures
+(rows rejected as ``worker_died``, scans that failed) and retries (``events.jsonl``), and the stage running now."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pipeline.ledger import list_stages
+from pipeline.lock import LOCK_NAME
+from pipeline.shards import StageDir
+
+
+def _mtimes(folder: Path) -> list[float]:
+    return sorted(p.stat().st_mtime for p in folder.glob("*.json") if not p.name.startswith(".tmp-")) \
+        if folder.exists() else []
+
+
+def stage_status(sd: StageDir, expected: int | None, started: float | None) -> dict:
+    done = sd.done_shards()
+    rows_in = kept = died = 0
+    for shard in done:
+        try:
+            st = sd.stats(shard)
+        except (OSError, ValueError):
+            continue
+        rows_in += st.get("in", 0)
+        kept += st.get("kept", 0)
+        died += st.get("reasons", {}).get("worker_died", 0)
+    phases = {}
+    work = sd.path / "work"
+    if work.exists():
+        for phase_dir in sorted(p for p in work.iterdir() if p.is_dir()):
+            n = len(sd.phase_done(phase_dir.name))
+            failed = sum(1 for k in sd.phase_done(phase_dir.name)
+                         if json.loads(sd.phase_marker(phase_dir.name, k).read_text()).get("failed"))
+            phases[phase_dir.name] = {"done": n, "failed": failed}
+    times = _mtimes(sd.path / "done")
+    if started is None and (sd.path / "stage.json").exists():
+        started = (sd.path / "stage.json").stat().st_mtime
+    rate = eta = None
+    if times and started:
+        elapsed = max(times[-1] - started, 1e-3)
+        rate = rows_in / elapsed
+        if expected and len(done) < expected:
+            per_shard = elapsed / len(done)
+            eta = per_shard * (expected - len(done))
+    retries = 0
+    events = sd.path / "events.jsonl"
+    if events.exists():
+        retries = sum(1 for line in events.read_text().splitlines() if '"retry"' in line)
+    return {"stage": sd.name, "dir": sd.path.name, "done": len(done), "total": expected, "in": rows_in,
+            "kept": kept, "rows_per_s": rate, "eta_s": eta, "worker_died_rows": died, "retries": retries,
+            "phases": phases, "last_done": times[-1] if times else None}
+
+
+def status(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    plan = run_dir / "plan.json"
+    if not plan.exists():
+        raise FileNotFoundError(f"{run_dir}: no plan.json — not a run directory (or the run has not started)")
+    planned = len(json.loads(plan.read_text()))
+    stages, expected, prev_end = [], planned, None
+    for sd in list_stages(run_dir):
+        st = stage_status(sd, expected, prev_end)  # a stage starts when the one before it ended
+        prev_end = st["last_done"]
+        stages.append(st)
+        # the next stage's shards are this one's, known once this one is complete
+        expected = st["done"] if expected is not None and st["done"] == expected else None
+    running = next((s["stage"] for s in stages if s["total"] is None or s["done"] < s["total"]), None)
+    lock = run_dir / LOCK_NAME
+    holder = json.loads(lock.read_text() or "{}") if lock.exists() else None
+    finished = running is None and holder is None
+    return {"run_dir": str(run_dir), "planned_shards": planned, "stages": stages, "running": running,
+            "holder": holder, "finished": finished, "report": str(run_dir / "report.html")
+            if (run_dir / "report.html").exists() else None}
+
+
+def format_status(st: dict) -> str:
+    who = st["holder"]
+    head = "finished" if st["finished"] else (
+        f"running {st['running']} (pid {who.get('pid')} on {who.get('host')})" if who else
+        f"stopped before the end (at {st['running']}); rerun to resume")
+    lines = [f"{st['run_dir']}: {head}",
+             f"{'stage':<24} {'shards':>13} {'rows in':>11} {'kept':>11} {'rows/s':>9} {'ETA':>8}  notes"]
+    for s in st["stages"]:
+        shards = f"{s['done']}/{s['total']}" if s["total"] is not None else f"{s['done']}/?"
+        rate = f"{s['rows_per_s']:,.0f}" if s["rows_per_s"] else ""
+        eta = f"{s['eta_s'] / 60:.1f} min" if s["eta_s"] else ""
+        notes = []
+        for phase, p in s["phases"].items():
+            notes.append(f"{phase} {p['done']}" + (f" ({p['failed']} failed)" if p["failed"] else ""))
+        if s["worker_died_rows"]:
+            notes.append(f"{s['worker_died_rows']} rows worker_died")
+        if s["retries"]:
+            notes.append(f"{s['retries']} retries")
+        lines.append(f"{s['stage']:<24} {shards:>13} {s['in']:>11,} {s['kept']:>11,} {rate:>9} {eta:>8}  "
+                     + ", ".join(notes))
+    if st["report"]:
+        lines.append(f"report: {st['report']}")
+    return "\n".join(lines)
+
+
+def watch(run_dir: str | Path, every_s: float = 2.0, out=None) -> dict:
+    import sys
+
+    out = out or sys.stdout
+    while True:
+        st = status(run_dir)
+        out.write("\x1b[2J\x1b[H" if out.isatty() else "")
+        out.write(format_status(st) + "\n")
+        out.flush()
+        if st["finished"] or st["holder"] is None:
+            return st
+        time.sleep(every_s)

@@ -1,0 +1,85 @@
+"""LLM quality scoring (SwallowCode-v2 style): the model grades each document 0-10 with a one-sentence reason.
+
+The answer is held to a JSON schema by vLLM's structured outputs (``{"score": integer 0..10, "reason": string}``),
+so it parses unless the generation was cut off; whatever does not parse is a reason (``unparsable_score``,
+``truncated``), never a crash. Columns: ``llm_score`` (float) and ``llm_score_reason``, plus the generation
+columns of the rewrite stage (``<name>_generation``, tokens, prompt hash, model). The text is not changed.
+``min_score`` rejects documents graded below it as ``low_llm_score``; tiers are then expressed with ``where:`` on
+the stages after (``configs/swallow_code_v2.yaml``: drop < 3, rewrite 3-7, keep 8-10 as they are).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipeline.stage import Verdict
+from stages.rewrite.stage import Rewrite
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10},
+                   "reason": {"type": "string", "maxLength": 300}},
+    "required": ["score", "reason"],
+    "additionalProperties": False,
+}
+
+
+def parse_score(generation: str | None) -> tuple[float | None, str | None]:
+    """(score, reason) from the model's JSON answer, or (None, None) if it is not one."""
+    try:
+        obj = json.loads(generation or "")
+    except ValueError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    score = obj.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 10:
+        return None, None
+    reason = obj.get("reason")
+    return float(score), reason if isinstance(reason, str) else None
+
+
+class LlmScore(Rewrite):
+    """Grade each document 0-10 with an LLM (JSON answer); ``llm_score`` / ``llm_score_reason`` columns."""
+
+    type: ClassVar[str] = "llm_score"
+    prompt: str = "code_quality_score"
+    #: Reject documents graded below this (``low_llm_score``); None keeps every graded document.
+    min_score: float | None = None
+    #: JSON schema the answer must follow (vLLM structured outputs); the default is SCHEMA above.
+    json_schema: dict[str, Any] | None = None
+
+    def sampling(self):
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = super().sampling()
+        if not self.guided_regex:  # a regex, where given, wins (tests force unparsable answers with one)
+            params.structured_outputs = StructuredOutputsParams(json=self.json_schema or SCHEMA)
+        return params
+
+    def engine_defaults(self) -> dict[str, Any]:
+        # compact JSON: no whitespace between the object's tokens (a model, a random one above all, can otherwise
+        # spend its max_tokens on blanks inside the object: seen with the tiny test model). vLLM sets this per
+        # engine, and only for the xgrammar and guidance backends.
+        return {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        g = self.generate_rows(table)
+        n = len(g.texts)
+        scores: list[float | None] = [None] * n
+        why: list[str | None] = [None] * n
+        for i in g.index:
+            if g.finish[i] == "length":
+                g.reasons[i], g.details[i] = "truncated", "the answer was cut off at max_tokens"
+                continue
+            scores[i], why[i] = parse_score(g.gens[i])
+            if scores[i] is None:
+                g.reasons[i], g.details[i] = "unparsable_score", (g.gens[i] or "")[:200]
+            elif self.min_score is not None and scores[i] < self.min_score:
+                g.reasons[i], g.details[i] = "low_llm_score", f"{scores[i]:g} < {self.min_score:g}"
+        columns = {"llm_score": pa.array(scores, pa.float64()), "llm_score_reason": pa.array(why, pa.string()),
+                   **self.common_columns(g)}
+        return Verdict(g.reasons, columns=columns, details=g.details, counters=g.counters())

@@ -1,0 +1,108 @@
+"""llm_score (SwallowCode-v2 quality scoring) on the CPU build of vLLM with the tiny random model, and the v2
+tiers through ``where:``: drop below 3, rewrite 3-7, keep 8-10 as they are."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages.rewrite.score import parse_score
+from tests.conftest import CPU_ENGINE, write_sample
+
+SHORT = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10},
+                                          "reason": {"type": "string", "maxLength": 12}},
+         "required": ["score", "reason"], "additionalProperties": False}
+
+
+@pytest.mark.fast
+def test_parse_score():
+    assert parse_score('{"score": 7, "reason": "clear"}') == (7.0, "clear")
+    assert parse_score('{"score": 7.5}') == (7.5, None)
+    for bad in (None, "", "7", "[7]", '{"score": 11}', '{"score": -1}', '{"score": "7"}', '{"score": true}',
+                '{"reason": "x"}', '{"score": 7', "Score: 7/10"):
+        assert parse_score(bad) == (None, None), bad
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model):
+    from stages.rewrite.score import LlmScore
+
+    stage = LlmScore(model=str(tiny_model), json_schema=SHORT, max_tokens=60, **CPU_ENGINE)
+    stage.setup()
+    yield stage
+    stage.teardown()
+
+
+def score(stage, texts, **changes):
+    for k, v in changes.items():
+        setattr(stage, k, v)
+    return stage.process(pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": texts}))
+
+
+@pytest.mark.vllm
+def test_scores_follow_the_schema_and_every_failure_is_a_reason(scorer):
+    texts = [f"def f{i}(x):\n    return x * {i}\n" for i in range(6)]
+    v = score(scorer, texts)
+    assert v.reasons == [None] * 6  # the schema holds the random model to a parsable answer
+    s = v.columns["llm_score"].to_pylist()
+    assert all(isinstance(x, float) and 0 <= x <= 10 for x in s)
+    assert all(isinstance(r, str) and len(r) <= 12 for r in v.columns["llm_score_reason"].to_pylist())
+    assert v.columns["llm_score_prompt"][0] == "code_quality_score"
+    assert score(scorer, texts[:2], guided_regex="Score: [0-9]/10").reasons == ["unparsable_score"] * 2
+    assert score(scorer, texts[:2], guided_regex=None, max_tokens=3).reasons == ["truncated"] * 2
+    v = score(scorer, texts, max_tokens=60, min_score=11.0)  # every grade is below 11
+    assert v.reasons == ["low_llm_score"] * 6 and "< 11" in v.details[0]
+    assert score(scorer, [""]).reasons == ["empty_input"]
+
+
+TIER = r'\{"score": (0|1|2|4|5|6|8|9|10), "reason": "[a-z]{3,8}"\}'
+REWRITE = r"### Score\nScore: 6/10\n### Improved code\n```python\ndef main\(\) -> None:\n    print\(\"tier\"\)\n```\n"
+
+
+@pytest.mark.shared_data
+@pytest.mark.vllm
+def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, ray_session):
+    from pipeline.config import load_config
+    from pipeline.ledger import collect_stats, verify
+    from pipeline.runner import run_pipeline
+
+    rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:18]
+    src = write_sample(rows, tmp_path / "in.parquet", row_group_size=6)
+    cfg = load_config("configs/swallow_code_v2.yaml", overrides=[
+        f"source.paths=['{src}']", "source.shard_bytes=1",
+        # the tiny random model stands in for the real one, held to answers that fall in every tier
+        f"stages.llm_score.model={tiny_model}", f"stages.llm_score.guided_regex='{TIER}'",
+        f"stages.rewrite.model={tiny_model}", f"stages.rewrite.guided_regex='{REWRITE}'",
+        "stages.llm_score.max_tokens=40", "stages.rewrite.max_tokens=150",
+        # sampled hot (vLLM allows up to 2), one seed per row: the picks spread over the three tiers (greedy picks one;
+        # at temperature 1 the random model favours "5": once no "9" in 18 rows)
+        "stages.llm_score.temperature=2.0", "stages.llm_score.seed=7", "stages.llm_score.max_num_batched_tokens=16384",
+        *(f"stages.{s}.{k}={v}" for s in ("llm_score", "rewrite") for k, v in CPU_ENGINE.items() if k != "env"),
+        *(f"stages.{s}.num_gpus=0" for s in ("llm_score", "rewrite")),
+        *(f"stages.{s}.concurrency=1" for s in ("llm_score", "rewrite")),
+        *(f"stages.{s}.env={{VLLM_CPU_KVCACHE_SPACE: '1'}}" for s in ("llm_score", "rewrite")),
+        f"stages.tokenize.tokenizer={tiny_model}",
+    ])
+    run_pipeline(cfg, tmp_path / "run", progress=False, export=False)
+    assert verify(tmp_path / "run") == []
+    st = {s["stage"]: s for s in collect_stats(tmp_path / "run")["stages"]}
+    sd = {p.name.split("-", 1)[1]: p for p in (tmp_path / "run" / "stages").iterdir()}
+    scored = [r for part in ("kept", "rejected") for f in (sd["llm_score"] / part).glob("*.parquet")
+              for r in pq.read_table(f).to_pylist()]
+    tiers = {"low": lambda x: x < 3, "mid": lambda x: 3 <= x < 8, "high": lambda x: x >= 8}
+    by_score = {t: {r["id"] for r in scored if f(r["llm_score"])} for t, f in tiers.items()}
+    assert all(by_score.values()), f"every tier got documents: { {t: len(v) for t, v in by_score.items()} }"
+    assert st["llm_score"]["reasons"] == {"low_llm_score": len(by_score["low"])}  # < 3: dropped
+    kept = pa.concat_tables([pq.read_table(f) for f in (sd["rewrite"] / "kept").glob("*.parquet")],
+                            promote_options="default").to_pylist()
+    assert st["rewrite"]["counters"]["passed_through"] == len(by_score["high"])  # >= 8: as they are
+    assert st["rewrite"]["counters"]["requests"] == len(by_score["mid"])  # 3-7: rewritten
+    assert st["rewrite"]["reasons"] == {}, st["rewrite"]["reasons"]  # the forced rewrite always passes its checks
+    before = {r["id"]: r["text"] for r in scored}
+    assert {r["id"] for r in kept} == by_score["mid"] | by_score["high"]
+    for r in kept:
+        if r["id"] in by_score["high"]:  # untouched: no generation, the text as it was scored
+            assert r["rewrite_generation"] is None and r["text"] == before[r["id"]]
+        else:
+            assert r["text"] == 'def main() -> None:\n    print("tier")\n'
