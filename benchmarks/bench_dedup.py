@@ -151,7 +151,8 @@ def main() -> None:
         wall, rss, rows = run_ours(texts, Path(tmp), a.verify)
     cluster = {int(r["url"][3:]): r["minhash_cluster"] for r in rows}
     ours_recall = sum(cluster[s] == cluster[d] for s, d in planted) / len(planted)
-    print(f"ours{' (verify)' if a.verify else ''}: {wall:8.1f} s   peak RSS {rss:6.2f} GiB (process tree)   planted pairs found "
+    name = "ours (verify)" if a.verify else "ours"
+    print(f"{name}: {wall:8.1f} s   peak RSS {rss:6.2f} GiB (process tree)   planted pairs found "
           f"{ours_recall:.4f}")
     if not a.skip_datasketch:
         dwall, drss, pairs = run_datasketch(texts)

@@ -98,6 +98,41 @@ def test_components_and_short_documents():
     assert not (sig[1] == 0xFFFFFFFF).any()  # fewer words than the n-gram: the whole text is one shingle
 
 
+@pytest.mark.fast
+def test_verified_edges_are_exact_jaccard(monkeypatch):
+    """The vectorised edge check equals a plain-Python Jaccard of the two rows' shingle sets: repeated hashes
+    count once, two empty rows are not similar, J exactly at the threshold passes, rows in any order, edges in
+    several chunks."""
+    from stages.dedup import minhash
+
+    monkeypatch.setattr(minhash, "EDGE_CHUNK", 700)
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 2**32, 400, dtype=np.uint32)
+    rows = [np.array([1, 2], np.uint32), np.array([1, 2, 3, 4, 4, 1], np.uint32), np.array([], np.uint32),
+            np.array([], np.uint32)]  # J = 0.5 exactly; two empty rows
+    for _ in range(296):
+        k = int(rng.integers(0, 60))
+        s = np.concatenate([base[k:k + int(rng.integers(0, 60))],
+                            rng.integers(0, 2**32, int(rng.integers(0, 10)), dtype=np.uint32)])
+        rows.append(np.concatenate([s, s[: len(s) // 3]]))
+    keys = rng.permutation(np.arange(len(rows), dtype=np.uint64) + (np.uint64(5) << np.uint64(32)))
+    attrs = pa.table({"key": pa.array(keys), "shingles": pa.array([r.tolist() for r in rows], pa.list_(pa.uint32()))})
+    u = np.concatenate([keys[[0, 2]], rng.choice(keys, 3000)])
+    v = np.concatenate([keys[[1, 3]], rng.choice(keys, 3000)])
+    stage = MinhashDedup(verify_jaccard=True, threshold=0.5, num_perm=32)
+    got_u, got_v, dropped = stage.verified_edges(u, v, attrs.slice(0))
+    sets = {int(k): set(r.tolist()) for k, r in zip(keys, rows)}
+
+    def jaccard(a, b):
+        x, y = sets[int(a)], sets[int(b)]
+        return len(x & y) / max(len(x | y), 1)
+
+    want = [(int(a), int(b)) for a, b in zip(u, v) if jaccard(a, b) >= 0.5]
+    assert list(zip(got_u.tolist(), got_v.tolist())) == want
+    assert dropped == len(u) - len(want) and 100 < len(want) < len(u) - 100
+    assert want[0] == (int(keys[0]), int(keys[1])) and (int(keys[2]), int(keys[3])) not in want
+
+
 @pytest.fixture(scope="module")
 def corpus_dedup(tmp_path_factory, ray_session):
     """The corpus deduplicated with 1 and 4 partitions, and ("moved", 4) read through a symlink: a row's id hashes
