@@ -10,9 +10,9 @@ Four phases, each a set of resumable tasks (``pipeline.global_stage``):
    ``shard_index << 32 | row`` — exact, 8 bytes, no string ids in the heavy phases.
 2. **reduce**, per partition: rows sharing a (band, bucket) are candidates; each bucket becomes a star of edges
    to its smallest key. Without verification the partition's connected components are found (scipy) and written
-   as (key, local root) for every key in a multi-row bucket; with ``verify_jaccard`` the star edges themselves are
-   written (unique), since verification must judge each edge, not a component. Only this partition's edges are in
-   memory.
+   as (key, local root) for every key in a multi-row bucket; with ``verify_jaccard`` the candidate edges themselves
+   are written (unique; every pair of a bucket of up to ``CLIQUE`` rows, the star of a larger one), since
+   verification must judge each edge, not a component. Only this partition's edges are in memory.
 3. **merge**, one task: connected components again, over the union of the partitions' edges — what links
    components across partitions. With ``verify_jaccard``, each candidate edge's true Jaccard similarity (over the
    two rows' shingle hashes) is computed first and edges below ``verify_threshold`` (LSH false positives) are
@@ -234,7 +234,8 @@ class MinhashDedup(GlobalStage):
         if attrs is None:
             attrs = self.member_attrs(ctx, comp.column("key"))
         else:
-            attrs = attrs.drop_columns(["shingles"]).filter(pc.is_in(attrs.column("key"), value_set=comp.column("key")))
+            attrs = attrs.drop_columns(["shingles"])
+            attrs = attrs.filter(pc.is_in(attrs.column("key"), value_set=comp.column("key")))
         ckeys = comp.column("key").to_numpy()  # sorted (np.unique)
         where = np.searchsorted(ckeys, attrs.column("key").to_numpy())
         t = attrs.append_column("root", pa.array(comp.column("root").to_numpy()[where], pa.uint64()))
