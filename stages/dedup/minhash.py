@@ -241,9 +241,8 @@ class MinhashDedup(GlobalStage):
         t = attrs.append_column("root", pa.array(comp.column("root").to_numpy()[where], pa.uint64()))
         decided = choose_survivors(t, "root", self.survivor)
         decided = decided.filter(pc.greater(decided.column("group_size"), 1))
-        info["clusters"] = int(pc.count_distinct(pc.coalesce(decided.column("duplicate_of"),
-                                                             decided.column("id"))).as_py()) if len(decided) else 0
         cluster = pc.coalesce(decided.column("duplicate_of"), decided.column("id"))
+        info["clusters"] = int(pc.count_distinct(cluster).as_py()) if len(decided) else 0
         out = pa.table({"id": decided.column("id"), "shard": decided.column("shard"), "cluster": cluster,
                         "cluster_size": decided.column("group_size"), "duplicate_of": decided.column("duplicate_of")})
         return out.sort_by([("shard", "ascending"), ("id", "ascending")]), info
@@ -276,11 +275,9 @@ class MinhashDedup(GlobalStage):
         lists = attrs.column("shingles").combine_chunks()
         row = pc.list_parent_indices(lists).to_numpy()
         values = pc.list_flatten(lists).to_numpy()
-        order = np.lexsort((values, row))
-        row, values = row[order], values[order]
-        first = np.r_[True, (row[1:] != row[:-1]) | (values[1:] != values[:-1])] if len(row) else np.zeros(0, bool)
-        row, values = row[first], values[first]  # a repeated shingle counts once
-        _, col = np.unique(values, return_inverse=True)
+        pairs = np.unique((row.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64))  # a repeat counts once
+        row = (pairs >> np.uint64(32)).astype(np.int64)
+        _, col = np.unique(pairs & np.uint64(0xFFFFFFFF), return_inverse=True)
         width = int(col.max()) + 1 if len(col) else 1
         x = csr_matrix((np.ones(len(row), np.int32), (row, col)), shape=(len(keys), width))
         sizes = np.bincount(row, minlength=len(keys))

@@ -141,14 +141,13 @@ def corpus_dedup(tmp_path_factory, ray_session):
     link = tmp_path_factory.mktemp("elsewhere") / "another" / "corpus.parquet"
     link.parent.mkdir()
     link.symlink_to(CORPUS)
-    for k, path in ((1, CORPUS), (4, CORPUS), ("moved", link)):
-        run_dir = tmp_path_factory.mktemp(f"mh{k}") / "run"
+    for name, path, partitions in ((1, CORPUS, 1), (4, CORPUS, 4), ("moved", link, 4)):
+        run_dir = tmp_path_factory.mktemp(f"mh{name}") / "run"
         raw = {"kind": "code", "source": {"type": "code", "paths": [str(path)], "shard_bytes": 3_000_000},
                "stages": [{"type": "minhash_dedup", "shingle": "code", "threshold": 0.7, "num_perm": 128,
-                           "partitions": 4 if k == "moved" else k, "verify_jaccard": True}],
-               "export": {"enabled": False}}
+                           "partitions": partitions, "verify_jaccard": True}], "export": {"enabled": False}}
         run_pipeline(load_config(None, raw=raw), run_dir, progress=False)
-        runs[k] = run_dir
+        runs[name] = run_dir
     return runs
 
 
