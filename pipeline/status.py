@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.ledger import list_stages
 from pipeline.lock import LOCK_NAME
+from pipeline.phases import read_marker
 from pipeline.shards import StageDir
 
 
@@ -33,10 +34,9 @@ def stage_status(sd: StageDir, expected: int | None, started: float | None) -> d
     work = sd.path / "work"
     if work.exists():
         for phase_dir in sorted(p for p in work.iterdir() if p.is_dir()):
-            n = len(sd.phase_done(phase_dir.name))
-            failed = sum(1 for k in sd.phase_done(phase_dir.name)
-                         if json.loads(sd.phase_marker(phase_dir.name, k).read_text()).get("failed"))
-            phases[phase_dir.name] = {"done": n, "failed": failed}
+            keys = sd.phase_done(phase_dir.name)
+            failed = sum(1 for k in keys if read_marker(sd.phase_marker(phase_dir.name, k)).get("failed"))
+            phases[phase_dir.name] = {"done": len(keys), "failed": failed}
     times = _mtimes(sd.path / "done")
     if started is None and (sd.path / "stage.json").exists():
         started = (sd.path / "stage.json").stat().st_mtime

@@ -54,16 +54,21 @@ def _check(node: ast.AST, expr: str) -> None:
 
 
 def columns(expr: str) -> set[str]:
-    return {n.id for n in ast.walk(parse(expr)) if isinstance(n, ast.Name) and n.id not in ("True", "False", "None")}
+    return _names(parse(expr))
+
+
+def _names(tree: ast.expr) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in ("True", "False", "None")}
 
 
 def mask(expr: str, table: pa.Table) -> pa.Array:
     """Boolean array: True where the row satisfies ``expr`` (null counts as False)."""
-    missing = sorted(columns(expr) - set(table.column_names))
+    tree = parse(expr)
+    missing = sorted(_names(tree) - set(table.column_names))
     if missing:
         raise WhereError(f"{expr!r}: no column {', '.join(map(repr, missing))} in the rows (have: "
                          f"{', '.join(table.column_names)})")
-    out = _eval(parse(expr), table)
+    out = _eval(tree, table)
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks()
     if not isinstance(out, pa.Array) or not pa.types.is_boolean(out.type):
