@@ -9,8 +9,10 @@ as soon as its own ``setup()`` is done. An actor that dies is replaced and its t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,9 @@ ROOT = str(Path(__file__).resolve().parent.parent.parent)
 class _Worker:
     """A Ray actor holding one component after ``setup()``."""
 
-    def __init__(self, component: Component):
+    def __init__(self, component: Component, cwd: str | None = None):
         logging.basicConfig(level=logging.INFO)
+        _isolate(cwd)
         self.component = component
         _title(f"setup {component.name}")
         from pipeline.stage import WorkerBroken
@@ -62,6 +65,31 @@ class _Worker:
         self.component.teardown()
 
 
+def neutral_dir() -> str:
+    """An empty folder of this process's own (mode 0700): what Ray's processes start in and what Ray puts on its
+    workers' ``sys.path`` in place of the driver's working folder."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="swallow-ray-")
+
+
+def _isolate(cwd: str | None) -> None:
+    """Make this worker process import nothing from a folder of the data.
+
+    Ray adds the driver's working folder to every worker's ``sys.path`` (``py_driver_sys_path``); the executor
+    starts Ray from an empty folder so that entry names nothing, and anything else that is not an installed path
+    (``""``, the working folder, a folder a corpus file lives in) is dropped here. ``PYTHONSAFEPATH`` keeps every
+    Python this worker starts (vLLM's spawned engine, ``-c``/``-m`` children) from putting its working folder
+    first on its path. The worker then works in the driver's folder, so the config's relative paths mean what
+    they meant to the user (a folder that does not exist on this node leaves it where Ray started it)."""
+    os.environ["PYTHONSAFEPATH"] = "1"
+    here = os.getcwd()
+    bad = {"", ".", here, cwd} - {ROOT}  # (the project itself, run from its own checkout, stays importable)
+    sys.path[:] = [p for p in sys.path if p not in bad]
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
+
+
 def _title(what: str) -> None:
     """Name this worker process after what it does (``ps`` shows ``ray::swallow lint_filter apply 00003``), so a
     person, py-spy or the fault-injection tests can tell a lint worker from a tokenize worker. Through Ray's own
@@ -95,12 +123,24 @@ def record_event(ctx: StageContext, event: dict) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _inside(folder: str):
+    back = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(back)
+
+
 class RayExecutor:
     def __init__(self, ray_config=None):
         self.config = ray_config
         #: whether this process started a local Ray (which no node will ever join)
         self.embedded = False
         self._started = False
+        #: the driver's working folder, where workers resolve the config's relative paths
+        self.cwd = os.getcwd()
 
     def start(self) -> None:
         import ray
@@ -113,6 +153,14 @@ class RayExecutor:
         self.embedded = not address
         if ray.is_initialized():
             return
+        # Ray puts the folder ``ray.init`` runs in on every worker's sys.path, and a local Ray's processes start
+        # there: from a folder holding the corpus (``swallow x --input .``) a ``numpy.py`` of the data would be
+        # imported by every worker. Ray is started from an empty folder of our own instead.
+        self.cwd = os.getcwd()
+        with _inside(neutral_dir()):
+            self._init(ray, cfg, address)
+
+    def _init(self, ray, cfg, address) -> None:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
@@ -177,7 +225,7 @@ class RayExecutor:
             return SetupError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
                               f"(finished shards are kept; rerun after fixing): {_first_line(exc)}")
 
-        starting = {a.ready.remote(): a for a in (actor_cls.remote(component) for _ in range(size))}
+        starting = {a.ready.remote(): a for a in (actor_cls.remote(component, self.cwd) for _ in range(size))}
         idle: list = []  # one entry per free slot of a live actor
         dead: set = set()  # actors killed after a failure (their other in-flight tasks fail too)
         pending = list(reversed(tasks))
@@ -209,7 +257,7 @@ class RayExecutor:
                                            "attempt": start_deaths, "why": _first_line(exc)})
                         log.warning("a %s worker died while starting, replacing it: %s", component.name,
                                     _first_line(exc))
-                        replacement = actor_cls.remote(component)
+                        replacement = actor_cls.remote(component, self.cwd)
                         starting[replacement.ready.remote()] = replacement
                         continue
                     idle += [actor] * slots
@@ -229,7 +277,7 @@ class RayExecutor:
                         dead.add(actor)
                         ray.kill(actor, no_restart=True)
                         idle = [a for a in idle if a is not actor]
-                        replacement = actor_cls.remote(component)
+                        replacement = actor_cls.remote(component, self.cwd)
                         starting[replacement.ready.remote()] = replacement
                     why = str(exc).splitlines()[0]
                     retry = attempts[task.key] <= component.max_retries
