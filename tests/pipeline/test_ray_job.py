@@ -66,6 +66,35 @@ def stop_our_cluster(temp_dir: Path) -> None:
             pass
 
 
+def private_ports(agent: int | None = None) -> list[str]:
+    """``ray start`` flags giving a node ports of its own instead of Ray's fixed defaults: the dashboard agent's 52365
+    (and the client server's 10001) are taken by any other Ray on the machine (a user's, another test session's,
+    another node of the same test), and an agent that cannot bind its port never registers: the job server then has
+    no agent to submit to ("No available agent to submit job")."""
+    return [f"--dashboard-agent-listen-port={agent or free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={free_port()}"]
+
+
+def wait_for_job_agent(agent_port: int, timeout_s: float = 180) -> None:
+    """``ray job submit`` goes through the head node's dashboard agent: wait until it answers (on a loaded machine
+    it can start long after ``ray start`` returns), instead of retrying the submission on a timer."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/api/local_raylet_healthz", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"the head's job agent did not answer on port {agent_port} in {timeout_s} s")
+        time.sleep(0.5)
+
+
 def test_ray_job_submit_runs_pipeline(tmp_path, corpus_rows):
     src = write_sample(corpus_rows[:120], tmp_path / "in.parquet")
     out = tmp_path / "run"
@@ -77,19 +106,16 @@ def test_ray_job_submit_runs_pipeline(tmp_path, corpus_rows):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS")
     temp_dir = Path("/tmp") / f"rayjob{os.getpid()}"  # short: unix socket paths are length-limited
-    dashboard = free_port()  # ports of our own, not a user's cluster's defaults (6379, 8265)
+    dashboard, agent = free_port(), free_port()  # ports of our own, not Ray's defaults (6379, 8265, 52365)
     start = sh(RAY, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                f"--port={free_port()}", "--object-store-memory=300000000", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={dashboard}", f"--temp-dir={temp_dir}", env=env)
+               f"--dashboard-port={dashboard}", *private_ports(agent), f"--temp-dir={temp_dir}", env=env)
     try:
         assert start.returncode == 0, start.stderr[-2000:]
+        wait_for_job_agent(agent)
         job_env = {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard}"}
-        for _ in range(10):  # the head's job agent may still be starting ("No available agent to submit job")
-            sub = sh(RAY, "job", "submit", "--working-dir", ".", "--", "python", "jobs/run_pipeline.py", str(cfg),
-                     "--output", str(out), "--no-progress", env=job_env, timeout=600)
-            if "No available agent" not in sub.stdout + sub.stderr:
-                break
-            time.sleep(3)
+        sub = sh(RAY, "job", "submit", "--working-dir", ".", "--", "python", "jobs/run_pipeline.py", str(cfg),
+                 "--output", str(out), "--no-progress", env=job_env, timeout=600)
         assert sub.returncode == 0, (sub.stdout + sub.stderr)[-4000:]
         assert "succeeded" in (sub.stdout + sub.stderr).lower()
     finally:

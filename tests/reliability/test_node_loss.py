@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.ledger import verify
 from tests.faults import ROOT, differences, kill_session, outcome, run_with_faults
-from tests.pipeline.test_ray_job import RAY, free_port, processes_of, sh, stop_our_cluster
+from tests.pipeline.test_ray_job import RAY, free_port, private_ports, processes_of, sh, stop_our_cluster
 from tests.reliability.configs import code_config
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.reliability]
@@ -54,10 +54,10 @@ def test_a_node_lost_mid_run(tmp_path, corpus_rows):
     proc = None
     try:
         r = sh(RAY, "start", "--head", "--num-cpus=2", f"--port={port}", "--include-dashboard=false",
-               f"--temp-dir={head_dir}", *common, env=env)
+               f"--temp-dir={head_dir}", *common, *private_ports(), env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         r = sh(RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--temp-dir={node_dir}",
-               *common, env=env)
+               *common, *private_ports(), env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         raylet = raylet_of(node_dir)
         run_dir = tmp_path / "run"
