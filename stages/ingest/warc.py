@@ -2,13 +2,18 @@
 or remote (``https://``, ``s3://``, anything fsspec opens), or a Common Crawl ``warc.paths.gz`` listing.
 
 Rows are ``response`` records (their HTML, decoded), WET ``conversion`` records (their text) and ``revisit``
-records; every other record type (``warcinfo``, ``request``, ``metadata``, ``resource``) is counted in the
-shard's stats (``records_<type>``), not made a row. A response that is not usable is a rejected row with a
-reason: ``non_html`` (another content type; detail says which), ``http_status`` (not 2xx), ``revisit`` (no
-payload), ``truncated_record`` (``WARC-Truncated`` or a body shorter than its ``Content-Length``), ``too_large``,
-``undecodable`` (no charset decodes it), ``empty``, ``corrupt_record`` (a gzip member or record that cannot be
-read: the reader resumes at the next member). Provenance: ``url``, ``warc_date``, ``warc_record_id``,
-``source_file``, ``source_offset`` (the record's byte offset in the file), and the id made from file and offset.
+records; every record header is counted in the shard's stats by type (``records_<type>``), so the other types
+(``warcinfo``, ``request``, ``metadata``, ``resource``) are counted, not rows. Framing trusts no length
+(``stages/ingest/warc_reader.py``): a record whose ``Content-Length`` does not end where the record ends is
+``bad_content_length`` and reading goes on at the next real record header; bytes that are no record (junk, a
+destroyed header, a gzip member that does not inflate) are one ``corrupt_record`` row per span at its offset
+(``junk_spans``). A response that is not usable is a rejected row with a reason: ``non_html`` (another
+content type; detail says which), ``http_status`` (not 2xx), ``revisit`` (no payload), ``truncated_record``
+(``WARC-Truncated``, or the file ends inside it), ``too_large`` (more than ``max_bytes`` stored, or a
+``Content-Encoding`` body that inflates past it: decoding stops there), ``undecodable`` (no charset decodes it),
+``empty``, ``corrupt_record`` (its gzip member does not inflate). Provenance: ``url``, ``warc_date``,
+``warc_record_id``, ``source_file``, ``source_offset`` (the record's offset in the file: its gzip member's in a
+compressed file), and the id made from file and offset. Memory per record is bounded by ``max_bytes``.
 
 Charset: the HTTP ``Content-Type`` charset, else the page's ``<meta charset>``/``http-equiv``, else detection
 (``charset-normalizer``); the one used is the ``charset`` column.
@@ -17,9 +22,7 @@ Charset: the HTTP ``Content-Type`` charset, else the page's ``<meta charset>``/`
 from __future__ import annotations
 
 import gzip
-import io
 import re
-import zlib
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
@@ -27,11 +30,18 @@ from pydantic import Field
 
 from pipeline.records import make_id
 from pipeline.source import Counters, Source, pack_by_bytes
+from stages.ingest.http_body import TooLarge, decode_content, parse_http
+from stages.ingest.warc_reader import Junk, Record, iter_records
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 HTML_SNIFF = re.compile(rb"<(!doctype\s+html|html|head|body|div|p|table|title|meta|a|span|br)[\s>/]", re.I)
-GZIP_MAGIC = b"\x1f\x8b\x08"
+#: Record types that become rows; every other type is counted in the stats (``records_<type>``).
+ROW_TYPES = ("response", "revisit", "conversion")
+#: Room for a response's HTTP headers beside ``max_bytes`` of body: a record's block is read up to both.
+HTTP_HEAD = 1 << 16
+#: A shard's rows are handed on in tables of at most this many rows or bytes of HTML.
+BATCH_ROWS, BATCH_BYTES = 512, 64 << 20
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 COLUMNS = {"id": pa.string(), "text": pa.string(), "html": pa.string(), "source_file": pa.string(),
@@ -49,6 +59,25 @@ def open_input(path: str):
     return open(path.removeprefix("file://"), "rb")
 
 
+#: Codecs Python has that no web page is written in: some raise outside UnicodeDecodeError (punycode, idna) or
+#: interpret escapes; a page that names one is decoded as if it named none.
+NOT_WEB_CHARSETS = {"punycode", "idna", "unicode_escape", "raw_unicode_escape", "undefined", "palmos", "mbcs",
+                    "oem", "utf_7"}
+
+
+def _text_codec(name: str) -> str | None:
+    """Python's name of a text charset a page may be in, or None."""
+    import codecs
+
+    try:
+        info = codecs.lookup(name.strip())
+    except (LookupError, ValueError, TypeError):
+        return None
+    if not getattr(info, "_is_text_encoding", True) or info.name.replace("-", "_") in NOT_WEB_CHARSETS:
+        return None
+    return info.name
+
+
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str | None, str | None]:
     """(text, charset used) or (None, None): the HTTP charset, else ``<meta>``, else detection."""
     candidates = []
@@ -58,9 +87,12 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str | None, st
     if m:
         candidates.append(m.group(1).decode("ascii", "ignore"))
     for enc in candidates:
+        codec = _text_codec(enc)
+        if codec is None:
+            continue
         try:
-            return body.decode(enc), enc.lower()
-        except (LookupError, UnicodeDecodeError):
+            return body.decode(codec), enc.lower()
+        except (UnicodeError, ValueError):
             continue
     try:
         return body.decode("utf-8"), "utf-8"
@@ -74,71 +106,11 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str | None, st
     return None, None
 
 
-def _valid_member(f, pos: int) -> bool:
-    """Whether a gzip member starting at ``pos`` decompresses to the start of a WARC record."""
-    f.seek(pos)
-    head = f.read(1 << 16)
-    try:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return d.decompress(head, 16).startswith(b"WARC/")
-    except zlib.error:
-        return False
-
-
-def member_end(f, pos: int) -> int | None:
-    """Offset just after the gzip member starting at ``pos`` (None if it does not end cleanly)."""
-    f.seek(pos)
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    consumed = 0
-    try:
-        while not d.eof:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                return None
-            d.decompress(chunk)
-            consumed += len(chunk) - len(d.unused_data)
-            if d.eof:
-                break
-    except zlib.error:
-        return None
-    return pos + consumed
-
-
-def next_record_start(f, after: int, compressed: bool = True, limit: int = 1 << 30) -> int | None:
-    """Offset of the next readable record after ``after``: a gzip member that decompresses to ``WARC/``, or a line
-    starting with ``WARC/`` (files can mix both, or start with junk); None at the end of the file."""
-    pos = after
-    chunk = 1 << 20
-    while pos - after < limit:
-        f.seek(pos)
-        block = f.read(chunk + 8)
-        if not block:
-            return None
-        candidates = []
-        i = block.find(GZIP_MAGIC)
-        while i != -1:
-            if pos + i > after and _valid_member(f, pos + i):
-                candidates.append(pos + i)
-                break
-            i = block.find(GZIP_MAGIC, i + 1)
-        j = block.find(b"\nWARC/")
-        while j != -1 and pos + j + 1 <= after:
-            j = block.find(b"\nWARC/", j + 1)
-        if j != -1:
-            candidates.append(pos + j + 1)
-        if candidates:
-            return min(candidates)
-        if len(block) < chunk + 8:
-            return None
-        pos += chunk
-    return None
-
-
 class WarcSource(Source):
     """WARC/WET files (or a Common Crawl paths listing) -> one row per response, conversion and revisit record."""
 
     type: ClassVar[str] = "warc"
-    requires: ClassVar[tuple[str, ...]] = ("fastwarc", "charset_normalizer")
+    requires: ClassVar[tuple[str, ...]] = ("charset_normalizer",)
     extra: ClassVar[str] = "web"
     name: str = "ingest"
     #: Prefix of the lines of a ``*.paths.gz`` listing (Common Crawl: https://data.commoncrawl.org/).
@@ -180,81 +152,77 @@ class WarcSource(Source):
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table | Counters]:
         for path in spec["files"]:
             rows: list[dict] = []
+            size = 0
             counts: dict[str, int] = {}
             for row in self.records(path, counts):
                 rows.append(row)
-                if len(rows) >= 512:
+                size += len(row.get("html") or row.get("text") or "")
+                if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
                     yield _table(rows)
-                    rows = []
+                    rows, size = [], 0
             if rows:
                 yield _table(rows)
-            yield Counters({f"records_{k}": v for k, v in counts.items()})
+            yield Counters(counts)
 
     # -- one file --------------------------------------------------------------------------------------------
     def records(self, path: str, counts: dict[str, int]) -> Iterator[dict]:
-        from fastwarc.warc import ArchiveIterator
-
+        """One row per row-type record and per span of junk; every record header counted by type
+        (``records_<type>``), damaged ones also in ``damaged_records``, junk spans in ``junk_spans``."""
         try:
             f = open_input(path)
         except OSError as exc:
             yield self.row(path, 0, reason="corrupt_file", detail=f"cannot open: {exc}")
             return
         with f:
-            head = f.read(2)
-            compressed = head == GZIP_MAGIC[:2]
-            start = 0
-            while start is not None:
-                f.seek(start)
-                last = None
-                try:
-                    for rec in ArchiveIterator(f, parse_http=False):
-                        last = rec.stream_pos
-                        kind = str(rec.record_type).rsplit(".", 1)[-1].lower()
-                        counts[kind] = counts.get(kind, 0) + 1
-                        if kind in ("response", "revisit", "conversion"):
-                            yield self.from_record(path, rec, kind)
-                    return
-                except (OSError, ValueError, EOFError, zlib.error) as exc:
-                    # the record after the last good one cannot be read: it gets a corrupt_record row at its own
-                    # offset (where the last good member ends), and reading resumes at the next readable record
-                    if last is None:
-                        broken = start
-                    elif compressed:
-                        broken = member_end(f, last) or next_record_start(f, last, compressed)
-                    else:
-                        broken = next_record_start(f, last, compressed)
-                    if broken is None:
-                        yield self.row(path, (last or start) + 1, reason="corrupt_record",
-                                       detail=f"{type(exc).__name__}: {exc}; nothing readable after offset {last}")
-                        return
-                    counts["corrupt"] = counts.get("corrupt", 0) + 1
-                    yield self.row(path, broken, reason="corrupt_record", detail=f"{type(exc).__name__}: {exc}")
-                    start = next_record_start(f, broken, compressed)
+            try:
+                for item in iter_records(f, self.max_bytes + HTTP_HEAD):
+                    if isinstance(item, Junk):
+                        counts["junk_spans"] = counts.get("junk_spans", 0) + 1  # (bytes that are no record)
+                        yield self.row(path, item.offset,
+                                       reason="truncated_record" if item.truncated else "corrupt_record",
+                                       detail=f"{item.detail} ({item.size} bytes)")
+                        continue
+                    kind = item.type
+                    counts[f"records_{kind}"] = counts.get(f"records_{kind}", 0) + 1  # every header, by type
+                    if item.problem:
+                        counts["damaged_records"] = counts.get("damaged_records", 0) + 1
+                    if kind in ROW_TYPES:
+                        yield self.guarded(path, item, kind)
+            except OSError as exc:  # the file itself could not be read further (a remote connection lost)
+                yield self.row(path, -1, reason="corrupt_file", detail=f"{type(exc).__name__}: {exc}")
 
     def row(self, path: str, offset: int, **values) -> dict:
         return {"id": make_id(path, offset), "source_file": path, "source_offset": offset, "license": self.license,
                 **values}
 
-    def from_record(self, path: str, rec, kind: str) -> dict:
-        h = rec.headers
-        url = (h.get("WARC-Target-URI") or "").strip().strip("<>") or None
-        base = self.row(path, rec.stream_pos, url=url, warc_date=h.get("WARC-Date"),
-                        warc_record_id=h.get("WARC-Record-ID"), warc_type=kind)
-        if kind == "revisit":
-            return {**base, "reason": "revisit", "detail": h.get("WARC-Profile")}
+    def guarded(self, path: str, rec: Record, kind: str) -> dict:
+        """``from_record``, with anything it did not foresee made this record's reason, never the file's end."""
         try:
-            block = rec.reader.read()
-        except (OSError, ValueError, zlib.error) as exc:
-            return {**base, "reason": "corrupt_record", "detail": f"{type(exc).__name__}: {exc}"}
-        if h.get("WARC-Truncated"):
-            return {**base, "reason": "truncated_record", "detail": f"WARC-Truncated: {h.get('WARC-Truncated')}"}
-        if len(block) < rec.content_length:
-            return {**base, "reason": "truncated_record",
-                    "detail": f"record ends after {len(block)} of its {rec.content_length} bytes"}
+            return self.from_record(path, rec, kind)
+        except Exception as exc:  # noqa: BLE001 - one record's problem, named; the next record is read as usual
+            return self.row(path, rec.offset, warc_type=kind, reason=f"error:{type(exc).__name__}",
+                            detail=str(exc)[:500])
+
+    def from_record(self, path: str, rec: Record, kind: str) -> dict:
+        url = (rec.get("WARC-Target-URI") or "").strip().strip("<>") or None
+        base = self.row(path, rec.offset, url=url, warc_date=rec.get("WARC-Date"),
+                        warc_record_id=rec.get("WARC-Record-ID"), warc_type=kind)
+        if rec.problem == "bad_length":
+            return {**base, "reason": "bad_content_length", "detail": rec.detail}
+        if rec.problem == "corrupt":
+            return {**base, "reason": "corrupt_record", "detail": rec.detail}
+        if rec.problem == "truncated":
+            return {**base, "reason": "truncated_record", "detail": rec.detail}
+        if kind == "revisit":
+            return {**base, "reason": "revisit", "detail": rec.get("WARC-Profile")}
+        if rec.get("WARC-Truncated"):
+            return {**base, "reason": "truncated_record", "detail": f"WARC-Truncated: {rec.get('WARC-Truncated')}"}
         if kind == "conversion":
-            text = block.decode("utf-8", "replace")
+            if rec.length > self.max_bytes:
+                return {**base, "reason": "too_large", "detail": f"{rec.length} bytes > max_bytes {self.max_bytes}"}
+            text = rec.block.decode("utf-8", "replace")
             return {**base, "text": text, "reason": None if text.strip() else "empty"}
-        http = parse_http(block)
+        http = parse_http(rec.block)
         if http is None:
             return {**base, "reason": "non_html", "detail": f"not an HTTP response ({url})"}
         status, headers, body = http
@@ -262,9 +230,14 @@ class WarcSource(Source):
         base.update(http_status=status, content_type=ctype or None)
         if not 200 <= status < 300:
             return {**base, "reason": "http_status", "detail": str(status)}
-        if len(body) > self.max_bytes:
-            return {**base, "reason": "too_large", "detail": f"{len(body)} bytes > max_bytes {self.max_bytes}"}
-        body = decode_content(body, headers.get("Content-Encoding"))
+        stored = len(body) + max(rec.length - len(rec.block), 0)  # (the block was read up to its cap)
+        if stored > self.max_bytes:
+            return {**base, "reason": "too_large", "detail": f"{stored} bytes > max_bytes {self.max_bytes}"}
+        try:
+            body = decode_content(body, headers.get("Content-Encoding"), self.max_bytes)
+        except TooLarge as exc:
+            return {**base, "reason": "too_large",
+                    "detail": f"{headers.get('Content-Encoding')} body {exc} (max_bytes {self.max_bytes})"}
         is_html = ctype.startswith(HTML_TYPES) or (not ctype and HTML_SNIFF.search(body[:4096]) is not None)
         if not is_html and not self.keep_non_html:
             return {**base, "reason": "non_html", "detail": ctype or "no content type"}
@@ -276,55 +249,6 @@ class WarcSource(Source):
         if html is None:
             return {**base, "reason": "undecodable", "detail": "no charset decodes the body"}
         return {**base, "html": html, "charset": charset, "reason": None}
-
-
-class _Block:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def makefile(self, mode):
-        return io.BytesIO(self.data)
-
-
-def parse_http(block: bytes):
-    """(status, headers, body) of an HTTP response block with the stdlib's parser; None if it is not one. The body
-    is what follows the headers (de-chunked when sent chunked); crawlers often store it decoded, so the headers'
-    Content-Length is not trusted."""
-    import http.client
-
-    resp = http.client.HTTPResponse(_Block(block))
-    try:
-        resp.begin()
-    except (http.client.HTTPException, ValueError, OSError):
-        return None
-    raw = block[resp.fp.tell():]
-    body = raw
-    if resp.chunked and re.match(rb"[0-9a-fA-F]+[ \t;]*[^\n]*\r?\n", raw):  # still chunked as sent
-        try:
-            body = resp.read()
-        except (http.client.HTTPException, ValueError, OSError):
-            body = raw
-    return resp.status, resp.headers, body
-
-
-def decode_content(body: bytes, encoding: str | None) -> bytes:
-    """Undo a Content-Encoding when the body is still encoded (many crawlers store it decoded already)."""
-    enc = (encoding or "").strip().lower()
-    try:
-        if enc in ("gzip", "x-gzip") and body[:2] == GZIP_MAGIC[:2]:
-            return gzip.decompress(body)
-        if enc == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-        if enc == "br":
-            import brotli
-
-            return brotli.decompress(body)
-    except (OSError, EOFError, zlib.error, ImportError, Exception):  # noqa: BLE001 - keep the body as stored
-        return body
-    return body
 
 
 def _size(path: str) -> int:
