@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.executor.base import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
     from pipeline.lock import LockError
     from pipeline.plugins import PluginError
+    from pipeline.shards import TamperedError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -263,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, LockError, PluginError, FileNotFoundError, ResourceError, SetupError, StorageError) as exc:
+    except (ConfigError, LockError, PluginError, FileNotFoundError, ResourceError, SetupError, StorageError,
+            TamperedError) as exc:
         # a person can act on these: one line each, no traceback (--debug shows it)
         if args.debug:
             raise

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.phases import ShardContext, StageContext
 from pipeline.records import check_schema, conform, empty_table, make_id
-from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, write_json, write_parquet
+from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, seal, write_json, write_parquet
 from pipeline.stage import Stage, Verdict, WorkerBroken
 
 
@@ -121,8 +121,8 @@ def finish_shard(
         raise LedgerError(f"{stage_name}/{shard}: duplicate ids in the output")
     if input_ids is not None and set(out_ids) != set(input_ids):
         raise LedgerError(f"{stage_name}/{shard}: output ids differ from input ids")
-    write_parquet(stage_dir.file(KEPT, shard), kept)
-    write_parquet(stage_dir.file(REJECTED, shard), rejected)
+    files = {KEPT: write_parquet(stage_dir.file(KEPT, shard), kept),
+             REJECTED: write_parquet(stage_dir.file(REJECTED, shard), rejected)}
     reasons = Counter(rejected.column("reason").to_pylist()) if len(rejected) else Counter()
     stats = {
         "stage": stage_name,
@@ -139,13 +139,11 @@ def finish_shard(
         "host": socket.gethostname(),
         **extra,
     }
-    write_json(stage_dir.file(STATS, shard), stats)
-    marker = {
-        "in": n_in,
-        "kept": len(kept),
-        "rejected": len(rejected),
-        "files": {k: stage_dir.file(k, shard).stat().st_size for k in (KEPT, REJECTED)},
-    }
+    files[STATS] = write_json(stage_dir.file(STATS, shard), stats)
+    # the stage's own files of this shard (e.g. Megatron .bin/.idx), sealed too
+    files.update(seal(stage_dir.path, [stage_dir.path / rel for rel in (extra.get("artifacts") or {}).get("files", [])]))
+    marker = {"in": n_in, "kept": len(kept), "rejected": len(rejected), "files": files,
+              "config_sha256": stage_dir.config_sha256()}
     write_json(stage_dir.file(DONE, shard), marker)
     return stats
 

@@ -87,7 +87,8 @@ class ScanPhase(Phase):
                 write_parquet(folder / f"{part_name(k)}.parquet", piece.drop_columns(["partition"]))
                 rows[part_name(k)] = len(piece)
         return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "rows_in": len(table),
-                                                            "partitions": rows, "peak_rss_mb": peak_rss_mb()}, t0)
+                                                            "partitions": rows, "peak_rss_mb": peak_rss_mb()}, t0,
+                                  outputs=[folder] if folder.exists() else [])
 
     def on_dead(self, stage, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
         """A shard whose scan keeps killing workers takes no part in the reduce; its apply rejects every row
@@ -132,10 +133,11 @@ class ReducePhase(Phase):
         out = stage.reduce(int(task.key[1:]), tables)
         if "id" in out.column_names and "shard" in out.column_names:  # decisions: one per shard's rows, in order
             out = out.sort_by([("shard", "ascending"), ("id", "ascending")])
-        write_parquet(ctx.dir.work(self.name) / f"{task.key}.parquet", out)
+        path = ctx.dir.work(self.name) / f"{task.key}.parquet"
+        write_parquet(path, out)
         return write_phase_marker(ctx, self.name, task.key, {"rows": len(out), "inputs": seen,
                                                             "rows_in": sum(seen.values()),
-                                                            "peak_rss_mb": peak_rss_mb()}, t0)
+                                                            "peak_rss_mb": peak_rss_mb()}, t0, outputs=[path])
 
 
 def peak_rss_mb() -> float:

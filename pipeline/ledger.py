@@ -1,8 +1,12 @@
 """The ledger: prove that nothing was lost or duplicated, and summarise what each stage did.
 
-``verify`` re-reads every output file (ids, not only counters): for each stage and shard, the marker's counts
-match the files, kept and rejected ids are disjoint, and their union is exactly the previous stage's kept ids
-(for the source: ids are unique across the whole run); the stats file agrees with the shard files. Then each
+``verify`` re-reads every output file (ids, not only counters): for each stage and shard, every file the shard
+wrote (kept, rejected, stats, artefacts such as Megatron files) still has the SHA-256 its marker sealed, so a
+same-size edit is found; the marker's counts match the files, kept and rejected ids are disjoint, and their union
+is exactly the previous stage's kept ids (for the source: ids are unique across the whole run); the stats file
+agrees with the shard files; a global stage's work files match their task markers; run.yaml and plan.json match
+the configs and plan the shards ran with. ``collect_stats`` (what ``swallow stats``, the report and the card
+show) reads only stats files that match their markers and names the others. Then each
 stage's own invariants (``Stage.verify``: a duplicate's survivor was kept, Megatron files match the kept rows)
 and the output's (the final dataset holds exactly the last stage's kept ids, with the content recorded at
 export). Any violation is reported naming the stage and shard.
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.shards import KEPT, REJECTED, StageDir
+from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError, check_seal, is_temporary
 
 
 def list_stages(run_dir: Path) -> list[StageDir]:
@@ -52,6 +56,8 @@ def verify(run_dir: str | Path) -> list[str]:
         for shard in sorted(done - set(expected)):
             problems.append(f"{sd.path.name}/{shard}: finished but not expected from the previous stage")
         kept_ids: dict[str, set[str]] = {}
+        config_sha = sd.config_sha256()
+        problems += check_phase_markers(sd)
         for shard in sorted(done & set(expected)):
             where = f"{sd.path.name}/{shard}"
             try:
@@ -61,10 +67,10 @@ def verify(run_dir: str | Path) -> list[str]:
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 problems.append(f"{where}: unreadable output: {type(exc).__name__}: {exc}")
                 continue
-            for kind, path in ((KEPT, k_path), (REJECTED, r_path)):
-                if path.stat().st_size != marker["files"][kind]:
-                    problems.append(f"{where}: {kind} file size {path.stat().st_size} != marker's "
-                                    f"{marker['files'][kind]} (file changed after the shard finished)")
+            problems += sd.check_shard(shard)  # every file the shard wrote, re-hashed against its marker
+            if marker.get("config_sha256") not in (None, config_sha):
+                problems.append(f"{where}: stage.json changed after the shard finished (its marker records another "
+                                "config)")
             if len(k) != marker["kept"] or len(r) != marker["rejected"]:
                 problems.append(f"{where}: marker says kept {marker['kept']} rejected {marker['rejected']}, "
                                 f"files hold {len(k)} and {len(r)}")
@@ -93,8 +99,20 @@ def verify(run_dir: str | Path) -> list[str]:
     return problems
 
 
+def check_phase_markers(sd: StageDir) -> list[str]:
+    """The work files of a multi-phase stage's tasks, re-hashed against their markers."""
+    problems = []
+    for marker in sorted(sd.path.glob("work/*/done/*.json")):
+        if is_temporary(marker):
+            continue
+        files = json.loads(marker.read_text()).get("files") or {}
+        problems += check_seal(sd.path, files, f"{sd.path.name}/work/{marker.parent.parent.name}/{marker.stem}")
+    return problems
+
+
 def component_checks(run_dir: Path, stages: list[StageDir]) -> list[str]:
-    """Each stage's own invariants (``Stage.verify``) and the output's (``Output.verify``), from run.yaml."""
+    """run.yaml and plan.json against what the stages ran with; each stage's own invariants (``Stage.verify``) and
+    the output's (``Output.verify``), from run.yaml."""
     import yaml
 
     from pipeline.config import ConfigError, load_config
@@ -104,10 +122,27 @@ def component_checks(run_dir: Path, stages: list[StageDir]) -> list[str]:
         return [f"{run_dir}: no run.yaml: cannot check the stages' own invariants"]
     try:
         cfg = load_config(None, raw=yaml.safe_load(run_yaml.read_text()))
-    except ConfigError as exc:
+    except (ConfigError, yaml.YAMLError) as exc:
         return [f"{run_yaml}: cannot load the run's config to check its stages: {exc}"]
     problems = []
     by_dir = {sd.path.name: sd for sd in stages}
+    if sorted(by_dir) != sorted(f"{i:02d}-{c.name}" for i, c in enumerate(cfg.components())):
+        problems.append(f"{run_yaml}: its stages differ from the run's stage folders {sorted(by_dir)}")
+    for i, comp in enumerate(cfg.components()):
+        sd = by_dir.get(f"{i:02d}-{comp.name}")
+        if sd is not None and sd.config() != json.loads(json.dumps(comp.config_dict(), default=str)):
+            problems.append(f"{run_yaml}: stage {comp.name!r} differs from the config its shards ran with "
+                            f"({sd.path.name}/stage.json): run.yaml was edited")
+    if stages:
+        plan = json.loads((run_dir / "plan.json").read_text())
+        for shard in stages[0].done_shards():
+            try:
+                ran = stages[0].verified_stats(shard).get("source")
+            except (TamperedError, OSError, ValueError):
+                continue  # (reported with the shard's files)
+            if ran is not None and ran != plan.get(shard):
+                problems.append(f"{run_dir / 'plan.json'}: shard {shard} differs from what the source read: "
+                                "plan.json was edited")
     for i, comp in enumerate(cfg.components()):
         sd = by_dir.get(f"{i:02d}-{comp.name}")
         check = getattr(comp, "verify", None)
@@ -147,8 +182,13 @@ def collect_stats(run_dir: str | Path) -> dict:
         counters: Counter = Counter()
         info: dict = {}
         ends: list[tuple[float, float]] = []
+        unverified = []
         for shard in sd.done_shards():
-            st = sd.stats(shard)
+            try:
+                st = sd.verified_stats(shard)
+            except (TamperedError, OSError, ValueError, KeyError):
+                unverified.append(shard)  # changed since the shard finished: its figures are not reported
+                continue
             agg["shards"] += 1
             if "started" in st:
                 ends.append((st["started"], st["finished"]))
@@ -157,6 +197,9 @@ def collect_stats(run_dir: str | Path) -> dict:
             reasons.update(st.get("reasons", {}))
             counters.update(st.get("counters", {}))
             info.update(st.get("info") or {})
+        if unverified:
+            agg["unverified"] = unverified
+            out.setdefault("unverified", []).extend(f"{sd.path.name}/{s}" for s in unverified)
         agg["wall_s"] = round(agg["wall_s"], 2)
         # first shard's start to last shard's end: the stage's working time when shards overlap (wall_s sums them)
         agg["span_s"] = round(max(e for _, e in ends) - min(s for s, _ in ends), 2) if ends else None
@@ -171,7 +214,11 @@ def collect_stats(run_dir: str | Path) -> dict:
 
 
 def format_stats(stats: dict) -> str:
-    lines = [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'elapsed s':>9}"]
+    lines = []
+    if stats.get("unverified"):
+        lines.append(f"WARNING: {len(stats['unverified'])} shard(s) changed after they finished and are left out of "
+                     f"these figures ({', '.join(stats['unverified'][:5])}); run `swallow verify`")
+    lines += [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'elapsed s':>9}"]
     for st in stats["stages"]:
         lines.append(f"{st['stage']:<20} {st['in']:>10,} {st['kept']:>10,} {st['rejected']:>10,} "
                      f"{st['bytes_kept'] / 1e6:>9.2f} {st['elapsed_s'] or st['wall_s']:>9.1f}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.shards import KEPT, StageDir, write_json
+from pipeline.shards import KEPT, StageDir, seal, write_json
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,13 @@ class ApplyPhase(Phase):
         return reject_whole_shard(component, ctx, task.key, Path(task.inputs[0]), None, why)
 
 
-def write_phase_marker(ctx: StageContext, phase: str, key: str, info: dict[str, Any], t0: float) -> dict[str, Any]:
-    """The marker of one task of a multi-phase stage, written after all of the task's files."""
+def write_phase_marker(ctx: StageContext, phase: str, key: str, info: dict[str, Any], t0: float,
+                       outputs: list[Path] = ()) -> dict[str, Any]:
+    """The marker of one task of a multi-phase stage, written after all of the task's files; it seals
+    ``outputs`` (files, or folders: every file under them) with their sizes and SHA-256."""
     info = {"phase": phase, "key": key, "wall_s": round(time.time() - t0, 3), **info}
+    if outputs:
+        info["files"] = seal(ctx.dir.path, list(outputs))
     write_json(ctx.dir.phase_marker(phase, key), info)
     return info
 
@@ -152,12 +156,12 @@ def read_marker(path: Path) -> dict[str, Any]:
 
 
 def input_fingerprint(ctx: StageContext) -> dict[str, Any]:
-    """The previous stage's finished shards and their sizes: what a global stage's scan saw."""
+    """The previous stage's finished shards and their kept files' seals: what a global stage's scan saw."""
     prev = ctx.prev
     out = {}
     for shard in prev.done_shards():
         m = prev.marker(shard)
-        out[shard] = {"kept": m["kept"], "bytes": m["files"][KEPT]}
+        out[shard] = {"kept": m["kept"], "file": m["files"][KEPT]}
     return out
 
 

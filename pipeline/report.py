@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipeline.ledger import collect_stats, list_stages
 from pipeline.plots import reason_color
-from pipeline.shards import KEPT, REJECTED, StageDir
+from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError
 
 SAMPLE_ROWS = 20_000  # rows per stage read for histograms (a deterministic sample of shards)
 CSS = """
@@ -32,7 +32,7 @@ h1{font-size:26px;margin-bottom:4px} h2{font-size:20px;border-bottom:1px solid #
 h3{font-size:16px;margin:18px 0 6px} table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #d8dde6;padding:3px 8px;text-align:right} th{background:#f2f4f8} td.l,th.l{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #d8dde6;border-radius:6px;padding:8px}
-.muted{color:#6b7280;font-size:13px} pre{white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0}
+.muted{color:#6b7280;font-size:13px} .warn{background:#fef2f2;color:#991b1b;padding:8px} pre{white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0}
 table.diff{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;width:100%;table-layout:fixed}
 table.diff td{text-align:left;vertical-align:top;white-space:pre-wrap;word-break:break-all}
 .diff_add{background:#dcfce7}.diff_chg{background:#fef9c3}.diff_sub{background:#fee2e2}
@@ -100,10 +100,12 @@ def histograms(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
     rng.shuffle(shards)
     parts, n = [], 0
     for shard in shards:
-        for part in (KEPT, REJECTED):
-            t = pq.read_table(sd.file(part, shard))
-            parts.append(t)
-            n += len(t)
+        try:  # only files that are what the shard wrote
+            tables = [pq.read_table(sd.verified(part, shard)) for part in (KEPT, REJECTED)]
+        except (TamperedError, OSError, KeyError):
+            continue
+        parts += tables
+        n += sum(len(t) for t in tables)
         if n >= SAMPLE_ROWS:
             break
     if not parts:
@@ -132,7 +134,10 @@ def diff_samples(sd: StageDir, k: int = 4) -> list[str]:
     shards = sd.done_shards()
     rows = []
     for shard in shards:
-        t = pq.read_table(sd.file(KEPT, shard))
+        try:
+            t = pq.read_table(sd.verified(KEPT, shard))
+        except (TamperedError, OSError, KeyError):
+            continue
         if col not in t.column_names:  # a shard with no kept row keeps its input schema
             continue
         rows += t.select(["id", col, "text"]).slice(0, k).to_pylist()
@@ -153,7 +158,10 @@ def throughput(stages_dirs: list[StageDir]) -> list[dict]:
     for sd in stages_dirs:
         per_host: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
         for shard in sd.done_shards():
-            st = sd.stats(shard)
+            try:
+                st = sd.verified_stats(shard)
+            except (TamperedError, OSError, ValueError, KeyError):
+                continue
             h = per_host[st.get("host", "?")]
             h[0] += st.get("in", 0)
             h[1] += st.get("wall_s", 0.0)
@@ -166,7 +174,8 @@ def throughput(stages_dirs: list[StageDir]) -> list[dict]:
 
 def build(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
-    stats = collect_stats(run_dir)["stages"]
+    summary = collect_stats(run_dir)
+    stats = summary["stages"]
     dirs = list_stages(run_dir)
     e = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(run_dir.name)} — swallow report"
@@ -175,6 +184,10 @@ def build(run_dir: str | Path) -> str:
              f"<p class='muted'>{e(str(run_dir.resolve()))} — {stats[0]['in'] if stats else 0:,} records in, "
              f"{stats[-1]['kept'] if stats else 0:,} kept at the end. Every record is kept or rejected with a reason "
              "(<code>swallow verify</code> checks it).</p>"]
+    if summary.get("unverified"):
+        parts.append(f"<p class='warn'>{len(summary['unverified'])} shard(s) changed after they finished and are left "
+                     f"out of every figure here: {e(', '.join(summary['unverified'][:10]))}. Run "
+                     "<code>swallow verify</code>.</p>")
     parts.append("<h2>Funnel</h2>" + funnel_svg(stats))
     parts.append("<table><tr><th class='l'>stage</th><th>in</th><th>kept</th><th>rejected</th><th>kept MB</th>"
                  "<th>tokens</th><th>elapsed s</th><th>rows/s</th></tr>")

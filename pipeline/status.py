@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.ledger import list_stages
 from pipeline.lock import LOCK_NAME
 from pipeline.phases import read_marker
-from pipeline.shards import StageDir
+from pipeline.shards import StageDir, TamperedError
 
 
 def _mtimes(folder: Path) -> list[float]:
@@ -24,8 +24,8 @@ def stage_status(sd: StageDir, expected: int | None, started: float | None) -> d
     rows_in = kept = died = 0
     for shard in done:
         try:
-            st = sd.stats(shard)
-        except (OSError, ValueError):
+            st = sd.verified_stats(shard)
+        except (TamperedError, OSError, ValueError, KeyError):
             continue
         rows_in += st.get("in", 0)
         kept += st.get("kept", 0)

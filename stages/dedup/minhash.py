@@ -72,9 +72,10 @@ class MergePhase(Phase):
     def run(self, stage: "MinhashDedup", task: Task, ctx: StageContext) -> dict[str, Any]:
         t0 = time.time()
         out, info = stage.merge(ctx)
-        write_parquet(ctx.dir.work(self.name) / "clusters.parquet", out)
+        path = ctx.dir.work(self.name) / "clusters.parquet"
+        write_parquet(path, out)
         return write_phase_marker(ctx, self.name, task.key, {**info, "rows": len(out), "peak_rss_mb": peak_rss_mb()},
-                                  t0)
+                                  t0, outputs=[path])
 
 
 class MinhashDedup(GlobalStage):

@@ -69,7 +69,7 @@ def export_dataset(run_dir: str | Path, cfg, out: "DatasetOutput") -> Path:
     size = 0
     columns = None
     for shard in shards:
-        table = pq.read_table(last.file(KEPT, shard))
+        table = pq.read_table(last.verified(KEPT, shard))  # never publish a row changed after its stage wrote it
         columns = columns or final_columns(table.schema, cfg.kind, out.columns)
         table = table.select([c for c in columns if c in table.column_names])
         per_row = table.nbytes / max(len(table), 1)

@@ -111,7 +111,14 @@ def with_backoff(fn: Callable, what: str, retries: int = 6, base_s: float = 1.0)
 def publish(run_dir: str | Path, repo_id: str, *, megatron: bool = False, private: bool = False,
             dry_run: bool = False, revision: str | None = None, message: str | None = None,
             backoff_base_s: float = 1.0) -> dict:
-    """Upload the run's dataset to ``repo_id`` (a dataset repo); return what was (or would be) uploaded."""
+    """Upload the run's dataset to ``repo_id`` (a dataset repo); return what was (or would be) uploaded. A run that
+    does not verify (a file changed after it was written, a ledger that does not add up) is never published."""
+    from pipeline.ledger import verify
+
+    problems = verify(run_dir)
+    if problems:
+        raise PublishError(f"{run_dir} does not verify ({len(problems)} problem(s), first: {problems[0]}); "
+                           f"run `swallow verify {run_dir}`")
     files = plan_upload(run_dir, megatron)
     total = sum(p.stat().st_size for p, _ in files)
     summary = {"repo_id": repo_id, "files": [repo_path for _, repo_path in files], "bytes": total,

@@ -133,7 +133,8 @@ class Tokenize(Stage):
         """The shard's ``megatron/SHARD.bin/.idx`` from the kept documents' ids."""
         sizes = write_megatron(str(ctx.stage.dir.path / "megatron" / ctx.shard), kept, self._dtype)
         return {**sizes, "tokens": int(sum(len(s) for s in kept)), "documents": len(kept),
-                "dtype": np.dtype(self._dtype).name}
+                "dtype": np.dtype(self._dtype).name,
+                "files": [f"megatron/{ctx.shard}.bin", f"megatron/{ctx.shard}.idx"]}  # (sealed in the marker)
 
     def finalize(self, ctx) -> dict[str, Any]:
         """``RUN/megatron-data-path.txt``: what Megatron-LM's ``--data-path`` takes (token-weighted prefixes)."""
@@ -155,7 +156,7 @@ def megatron_data_paths(sd: StageDir, weighted: bool = True) -> list[str]:
     """The ``--data-path`` arguments of a tokenize stage: prefixes, optionally weighted by tokens."""
     out = []
     for shard in sd.done_shards():
-        art = sd.stats(shard).get("artifacts") or {}
+        art = sd.verified_stats(shard).get("artifacts") or {}
         if not art.get("documents"):
             continue
         prefix = str((sd.path / "megatron" / shard).resolve())

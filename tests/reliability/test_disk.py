@@ -61,16 +61,14 @@ def swallow(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
 
 
 def markers_match_files(run_dir: Path) -> None:
-    """Every shard marked finished has its files, of the sizes the marker recorded (nothing partial counts)."""
-    from pipeline.shards import is_temporary
+    """Every shard marked finished has its files, with the sizes and hashes the marker sealed (nothing partial
+    counts)."""
+    from pipeline.shards import StageDir, is_temporary
 
     for marker in run_dir.glob("stages/*/done/*.json"):
         if is_temporary(marker):  # a write the full disk cut short: never read as a marker
             continue
-        m = json.loads(marker.read_text())
-        for part, size in m.get("files", {}).items():
-            f = marker.parent.parent / part / (marker.stem + ".parquet")
-            assert f.exists() and f.stat().st_size == size, (marker, part)
+        assert StageDir(marker.parent.parent).check_shard(marker.stem) == [], marker
 
 
 def test_disk_full_then_rerun_after_freeing_space(tmp_path, disk, corpus_rows):

@@ -15,10 +15,15 @@ SECRET = "hf_" + "s3cr3t" * 6
 
 @pytest.fixture
 def exported(tmp_path, monkeypatch):
-    ds = tmp_path / "run" / "dataset"
-    (ds / "data").mkdir(parents=True)
-    (ds / "README.md").write_text("---\nlicense: mit\n---\n# card\n")
-    pq.write_table(pa.table({"id": ["a"], "text": ["x"]}), ds / "data" / "train-00000-of-00001.parquet")
+    """A real (tiny, in-process) run with its exported dataset: publish refuses a run that does not verify."""
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"content": ["x = 1\n", "def f(:\n"], "path": ["a.py", "b.py"]}), src)
+    raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]}, "stages": [{"type": "syntax_filter"}],
+           "export": {"license": "mit"}}
+    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline", report=False)
     monkeypatch.setenv("HF_TOKEN", SECRET)
     return tmp_path / "run"
 

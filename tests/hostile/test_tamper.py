@@ -1,0 +1,149 @@
+"""``verify`` trusts content, not sizes: every file a task finished is sealed in its marker (size and SHA-256) and
+re-hashed; same-size edits of kept rows, of a Megatron ``.bin``, of figures in a stats file, of run.yaml,
+stage.json, plan.json or a global stage's work file are each found; ``swallow stats``, the report and the export
+use no figure and no row that changed after it was written, and ``publish`` refuses such a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import load_config
+from pipeline.ledger import collect_stats, format_stats, verify
+from pipeline.runner import run_pipeline
+from tests.conftest import SHARED
+
+pytestmark = [pytest.mark.fast]
+
+GPT2 = SHARED / "tokenizers" / "gpt2" / "tokenizer.json.gz"
+TEXTS = [f"def f{i}(x):\n    '''Return x plus {i}, a number written in words: {'abcdefgh' * (i % 7 + 3)}.'''\n"
+         f"    return x + {i}\n" for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    src = tmp_path_factory.mktemp("in") / "code.parquet"
+    texts = TEXTS + TEXTS[:5] + ["def broken(:\n"]
+    pq.write_table(pa.table({"content": texts, "path": [f"m{i}.py" for i in range(len(texts))]}), src,
+                   row_group_size=12)
+    stages = [{"type": "syntax_filter"}, {"type": "exact_dedup", "partitions": 2}]
+    if GPT2.exists():
+        stages.append({"type": "tokenize", "tokenizer": str(GPT2)})
+    raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)], "shard_bytes": 2000}, "stages": stages,
+           "export": {"license": "mit"}}
+    run = tmp_path_factory.mktemp("run") / "run"
+    run_pipeline(load_config(None, raw=raw), run, progress=False, executor="inline")
+    assert verify(run) == []
+    return run
+
+
+@pytest.fixture
+def run(clean_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(clean_run, copy)
+    return copy
+
+
+def same_size_text_edit(path) -> str:
+    """Change one character of one row's text so that the rewritten Parquet file has exactly the old size."""
+    before = path.stat().st_size
+    table = pq.read_table(path)
+    texts = table.column("text").to_pylist()
+    for row, text in enumerate(texts):
+        for pos in range(len(text) - 1, 0, -1):
+            if not text[pos].isalpha():
+                continue
+            for ch in "bcdefgh":
+                if ch == text[pos]:
+                    continue
+                edited = list(texts)
+                edited[row] = text[:pos] + ch + text[pos + 1:]
+                t = table.set_column(table.column_names.index("text"), "text", pa.array(edited, pa.string()))
+                pq.write_table(t, path, compression="zstd")
+                if path.stat().st_size == before:
+                    return table.column("id")[row].as_py()
+    raise AssertionError("no same-size edit found")
+
+
+def stage(run, name):
+    return next(p for p in (run / "stages").iterdir() if p.name.endswith(name))
+
+
+def test_same_size_edit_of_a_kept_row_is_found_and_never_exported(run):
+    from pipeline.cli import main
+
+    last = sorted((run / "stages").iterdir())[-1]  # what the export reads
+    kept = sorted((last / "kept").glob("*.parquet"))[0]
+    same_size_text_edit(kept)
+    problems = verify(run)
+    assert any(kept.name in p and "same size" in p for p in problems), problems
+    assert main(["export", str(run)]) == 2  # the export refuses to publish a row changed after its stage wrote it
+
+
+def test_same_size_overwrite_of_a_megatron_bin_is_found(run):
+    if not GPT2.exists():
+        pytest.skip(f"{GPT2} is absent (shared data)")
+    binary = sorted((stage(run, "tokenize") / "megatron").glob("*.bin"))[0]
+    data = bytearray(binary.read_bytes())
+    data[:100] = bytes((b + 1) % 256 for b in data[:100])
+    binary.write_bytes(bytes(data))
+    assert any(binary.name in p and "same size" in p for p in verify(run))
+
+
+@pytest.mark.parametrize("key", ["bytes_kept", "wall_s", "kept"])
+def test_edited_stats_are_found_and_left_out_of_every_figure(run, key):
+    from pipeline.report import build
+
+    stats_file = sorted((stage(run, "syntax_filter") / "stats").glob("*.json"))[0]
+    text = stats_file.read_text()
+    st = json.loads(text)
+    old = f'"{key}": {json.dumps(st[key])}'
+    digits = json.dumps(st[key])
+    new = f'"{key}": {digits[:-1]}{(int(digits[-1]) + 1) % 10}'
+    assert old in text and len(old) == len(new)
+    stats_file.write_text(text.replace(old, new))
+    assert any(stats_file.name in p and "stats" in p for p in verify(run))
+    summary = collect_stats(run)
+    assert summary["unverified"] == [f"{stats_file.parent.parent.name}/{stats_file.stem}"]
+    assert "WARNING" in format_stats(summary) and "swallow verify" in format_stats(summary)
+    assert "changed after they finished" in build(run)
+    syntax = next(s for s in summary["stages"] if s["stage"] == "syntax_filter")
+    assert syntax["in"] == sum(json.loads(f.read_text())["in"] for f in (stats_file.parent).glob("*.json")
+                               if f != stats_file)
+
+
+def test_edited_run_yaml_stage_json_and_plan_are_found(run):
+    run_yaml = run / "run.yaml"
+    run_yaml.write_text(run_yaml.read_text().replace("batch_size: 256", "batch_size: 255", 1))
+    assert any("run.yaml was edited" in p for p in verify(run))
+
+    sd = stage(run, "syntax_filter")
+    (sd / "stage.json").write_text((sd / "stage.json").read_text().replace('"batch_size": 256', '"batch_size": 254'))
+    assert any("stage.json changed" in p for p in verify(run))
+
+    plan = json.loads((run / "plan.json").read_text())
+    first = sorted(plan)[0]
+    plan[first]["parts"][0][3] = plan[first]["parts"][0][3] + 1
+    (run / "plan.json").write_text(json.dumps(plan))
+    assert any("plan.json was edited" in p for p in verify(run))
+
+
+def test_edited_work_file_of_a_global_stage_is_found(run):
+    scan = sorted((stage(run, "exact_dedup") / "work" / "scan").glob("*/p*.parquet"))[0]
+    table = pq.read_table(scan)
+    pq.write_table(table.slice(1), scan)
+    assert any(scan.name in p and "changed after the task finished" in p for p in verify(run))
+
+
+def test_publish_refuses_a_run_that_does_not_verify(run, capsys):
+    from pipeline.cli import main
+
+    kept = sorted((stage(run, "syntax_filter") / "kept").glob("*.parquet"))[0]
+    table = pq.read_table(kept)
+    pq.write_table(table.set_column(1, "text", pa.array(["x"] * len(table), pa.string())), kept)
+    assert main(["publish", str(run), "--repo-id=org/name", "--dry-run"]) == 2
+    assert "does not verify" in capsys.readouterr().err
