@@ -1,13 +1,17 @@
-"""One run at a time per run directory: an exclusive lock file naming its holder.
+"""One run at a time per run directory: an exclusive lock on ``RUN/.lock`` that names its holder.
 
-``RUN/.lock`` is created with ``O_EXCL`` (atomic, also on network file systems) and holds the holder's host,
-PID and process start time. A second run into the same directory is refused with a message naming the holder. A
-lock whose holder is gone (same host, and that PID is not running or is another process started since) is stale
-and taken over; a lock from another host cannot be checked from here, so the message says how to remove it.
+The lock is ``flock`` on the file, taken without waiting: the kernel grants it to exactly one process and drops it
+when that process ends, however it ends (a kill, a crash, a lost terminal), so there is no stale lock to detect or
+delete, and no window in which two starters can both take one over. The file itself is never deleted (deleting a
+lock file by path is what let a second holder in: a starter could delete a file another had just created); it
+holds the holder's host, PID and start time for the message a second run gets. On a file system without
+``flock`` the file is created with ``O_EXCL`` instead and a lock left by a killed run must be deleted by hand (the
+message says which file).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -21,65 +25,75 @@ class LockError(RuntimeError):
     """Another run holds the run directory."""
 
 
-def _start_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - no such process, or no psutil
-        return None
-
-
 def _holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def _alive(holder: dict) -> bool:
-    """Whether the holder may still run: unknown (another host) counts as alive."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    started = _start_time(int(holder.get("pid", -1)))
-    if started is None:
-        return False
-    return holder.get("started") is None or abs(started - holder["started"]) < 1.0
+def _read_holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
 
 
 class RunLock:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
-        self.held = False
+        self.fd: int | None = None
+        self.exclusive_file = False  # held through O_EXCL (no flock here): released by deleting the file
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
 
     def acquire(self) -> None:
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = json.loads(self.path.read_text() or "{}")
-                except (OSError, ValueError):
-                    holder = {}
-                if holder and not _alive(holder):
-                    self.path.unlink(missing_ok=True)  # stale: its run was killed
-                    continue
-                if not holder:  # being written right now, or truncated: look again shortly
-                    time.sleep(0.2)
-                    holder = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
-                    if not holder:
-                        continue
-                raise LockError(f"{self.path.parent} is in use by another run: pid {holder.get('pid')} on "
-                                f"{holder.get('host')} since {holder.get('since')}. Wait for it, or if that run "
-                                f"is gone (another machine), delete {self.path}")
-            with os.fdopen(fd, "w") as f:
-                json.dump(_holder(), f)
-            self.held = True
+        import fcntl
+
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise self._in_use() from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            self._acquire_exclusive_file()
             return
-        raise LockError(f"cannot take {self.path}: it keeps changing")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+        self.fd = fd
+
+    def _acquire_exclusive_file(self) -> None:
+        """No flock on this file system: the lock is the file's existence (O_EXCL is atomic, also on NFS)."""
+        marker = self.path.with_name(LOCK_NAME + ".held")
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_holder(marker)
+            raise LockError(f"{self.path.parent} is in use by another run: pid {holder.get('pid')} on "
+                            f"{holder.get('host')} since {holder.get('since')}. This file system has no flock: if "
+                            f"that run is gone, delete {marker}") from None
+        os.write(fd, json.dumps(_holder()).encode())
+        self.fd, self.exclusive_file = fd, True
+
+    def _in_use(self) -> LockError:
+        holder = _read_holder(self.path)
+        return LockError(f"{self.path.parent} is in use by another run: pid {holder.get('pid')} on "
+                         f"{holder.get('host')} since {holder.get('since')}. Wait for it to end (a run that was "
+                         "killed releases the directory by itself)")
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        if self.fd is None:
+            return
+        if self.exclusive_file:
+            os.close(self.fd)
+            self.path.with_name(LOCK_NAME + ".held").unlink(missing_ok=True)
+        else:
+            os.ftruncate(self.fd, 0)  # (the file stays: see the module docstring)
+            os.close(self.fd)  # closing the last descriptor drops the flock
+        self.fd = None
 
     def __enter__(self) -> "RunLock":
         self.acquire()
