@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: role -> type name -> class; filled by ``Component.__init_subclass__``.
 REGISTRY: dict[str, dict[str, type["Component"]]] = {"source": {}, "stage": {}, "output": {}}
@@ -52,6 +52,16 @@ class Component(BaseModel):
     concurrency: int | None = Field(None, ge=1)
     #: Times a task is retried after its worker died before its rows are rejected as ``worker_died``.
     max_retries: int = Field(2, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        """A name is a folder of the run directory and a key of ``--set``: lower-case letters, digits, ``_``, ``-``."""
+        import re
+
+        if v and not re.fullmatch(r"[a-z0-9_-]{1,64}", v):
+            raise ValueError(f"{v!r} is not a stage name: use 1-64 of a-z, 0-9, '_' and '-'")
+        return v
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

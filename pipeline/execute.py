@@ -209,7 +209,8 @@ def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
     kind = ctx.kind
     kept_parts, rej_parts = [], []
     counters: Counter = Counter()
-    for table in source.read(spec):
+    tables = [duplicate_listings(spec["duplicate_inputs"])] if "duplicate_inputs" in spec else source.read(spec)
+    for table in tables:
         if isinstance(table, dict):  # pipeline.source.Counters
             counters.update(table)
             continue
@@ -229,6 +230,14 @@ def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
     n_in = len(kept) + len(rejected)
     extra = {"source": spec, "info": source.shard_info(), "counters": dict(counters)}
     return finish_shard(ctx.dir, shard, source.name, kept, rejected, n_in, None, extra, t0)
+
+
+def duplicate_listings(dups: list[list[str]]) -> pa.Table:
+    """One ``duplicate_id`` row per extra listing of an input file (the file itself was read once, first)."""
+    return pa.table({"id": [make_id(path, f"listing{i}") for i, (path, _) in enumerate(dups)],
+                     "text": pa.nulls(len(dups), pa.string()), "source_file": [p for p, _ in dups],
+                     "source_offset": [0] * len(dups), "reason": ["duplicate_id"] * len(dups),
+                     "detail": [f"the same file as {first}, listed earlier in paths: read once" for _, first in dups]})
 
 
 def reject_whole_shard(component, ctx: StageContext, shard: str, in_path: Path | None, spec: dict | None,

@@ -64,8 +64,37 @@ def check_schema(schema: pa.Schema, kind: str, where: str) -> None:
 
 
 def make_id(source: str, offset: int | str) -> str:
-    """A deterministic 20-hex-char id from a source locator and an offset within it."""
-    return hashlib.blake2b(f"{source}#{offset}".encode(), digest_size=10).hexdigest()
+    """A deterministic 20-hex-char id from a source locator and an offset within it (a locator that is not valid
+    Unicode, e.g. a file name of undecodable bytes, still gets its own id)."""
+    return hashlib.blake2b(f"{source}#{offset}".encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+def _encodable(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def clean_row(row: dict) -> dict:
+    """A source's row as Arrow can store it: a string holding a lone surrogate (JSON's ``"\\ud800"``, a file name
+    of undecodable bytes) is not Unicode text and cannot be written; it is kept escaped (``\\ud800``) and the row is
+    rejected as ``undecodable`` naming the field (the content itself is dropped)."""
+    bad = [k for k, v in row.items() if isinstance(v, str) and not _encodable(v)]
+    if not bad:
+        return row
+    row = dict(row)
+    for k in bad:
+        row[k] = row[k].encode("utf-8", "backslashreplace").decode("utf-8")
+    if row.get("reason") is None:
+        row["reason"] = "undecodable"
+        row["detail"] = f"lone surrogate (not Unicode text) in {', '.join(bad)}"
+    if "text" in bad:
+        row["text"] = None
+    return row
 
 
 def empty_table(kind: str) -> pa.Table:

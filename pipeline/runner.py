@@ -86,7 +86,13 @@ def prepare(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     if plan_path.exists() and has_finished_work(src_dir):
         plan = json.loads(plan_path.read_text())
     else:
-        plan = {f"{i:05d}": spec for i, spec in enumerate(cfg.source.plan())}
+        cfg.source.exclude([str(run_dir)])  # the run's own files are never its input
+        specs = cfg.source.plan()
+        duplicates = cfg.source.duplicate_inputs()
+        if duplicates:  # a file listed again is read once; each extra listing gets its row (duplicate_id)
+            log.warning("%d input file(s) listed more than once; each is read once", len(duplicates))
+            specs.append({"duplicate_inputs": duplicates})
+        plan = {f"{i:05d}": spec for i, spec in enumerate(specs)}
         write_json(plan_path, plan)
     # only now that every check passed: a refused rerun leaves the directory's record as it was
     write_atomic_bytes(run_dir / "run.yaml", yaml.safe_dump(dump_config(cfg), sort_keys=False).encode())

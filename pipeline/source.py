@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import pyarrow as pa
+from pydantic import PrivateAttr
 
 from pipeline.component import Component
 
@@ -25,6 +27,9 @@ class Counters(dict):
     are not rows)."""
 
 
+REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
 class Source(Component):
     role: ClassVar[str] = "source"
     name: str = "ingest"
@@ -32,6 +37,8 @@ class Source(Component):
     paths: list[str]
     #: Target bytes of raw input per shard.
     shard_bytes: int = 64 * 2**20
+    _exclude: list[str] = PrivateAttr(default_factory=list)
+    _duplicates: list[list[str]] = PrivateAttr(default_factory=list)
 
     def phases(self) -> list["Phase"]:
         from pipeline.phases import SourcePhase
@@ -56,6 +63,39 @@ class Source(Component):
             else:
                 raise FileNotFoundError(f"input path {p!r} does not exist")
         return files
+
+    def exclude(self, folders: list[str]) -> None:
+        """Never take a file under these folders as input (the run's own directory: an output folder inside an
+        input folder would otherwise ingest the run's own shards and lock file)."""
+        self._exclude = [os.path.realpath(f) for f in folders]
+
+    def inputs(self) -> list[str]:
+        """``expand()`` without files under an excluded folder and with each file once (by device and inode, or
+        by URL): a file listed again, under the same or another name, is remembered (``duplicate_inputs``) and
+        not read twice. What ``plan`` reads."""
+        out, seen = [], {}
+        self._duplicates = []
+        for path in self.expand():
+            local = not REMOTE.match(path) or path.startswith("file://")
+            if local and self._exclude:
+                real = os.path.realpath(path.removeprefix("file://"))
+                if any(real == d or real.startswith(d + os.sep) for d in self._exclude):
+                    continue
+            try:
+                st = os.stat(path.removeprefix("file://")) if local else None
+                key = (st.st_dev, st.st_ino) if st is not None else path
+            except OSError:
+                key = os.path.realpath(path) if local else path
+            if key in seen:
+                self._duplicates.append([path, seen[key]])
+                continue
+            seen[key] = path
+            out.append(path)
+        return out
+
+    def duplicate_inputs(self) -> list[list[str]]:
+        """[extra listing, first listing] of every input file listed more than once (after ``inputs()``)."""
+        return list(self._duplicates)
 
     def plan(self) -> list[dict[str, Any]]:
         raise NotImplementedError(f"source type {self.type!r} does not implement plan()")
@@ -127,7 +167,7 @@ class RecordsSource(Source):
 
         items = []
         seen: set[str] = set()
-        for path in self.expand():
+        for path in self.inputs():
             if not path.endswith(".parquet") or os.path.basename(path).startswith(".tmp-"):
                 continue
             try:

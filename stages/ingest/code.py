@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.records import make_id
+from pipeline.records import clean_row, make_id
 from pipeline.source import Source, iter_jsonl, pack_by_bytes
 
 
@@ -78,7 +78,7 @@ class CodeSource(Source):
         if self.format == "hf":
             return self._plan_hf()
         items: list[tuple[Any, int]] = []
-        for path in self.expand():
+        for path in self.inputs():
             fmt = self._fmt(path) if self.format != "dir" else "file"
             if fmt == "parquet":
                 try:
@@ -235,6 +235,7 @@ class CodeSource(Source):
         return self._rows_to_table(rows)
 
     def _rows_to_table(self, rows: list[dict]) -> pa.Table:
+        rows = [clean_row(r) for r in rows]
         types = {"id": pa.string(), "text": pa.string(), "source_file": pa.string(), "source_offset": pa.int64(),
                  "repo": pa.string(), "path": pa.string(), "license": pa.string(), "blob_id": pa.string(),
                  "language": pa.string(), "reason": pa.string(), "detail": pa.string()}

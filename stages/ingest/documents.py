@@ -10,8 +10,13 @@ from typing import Any, ClassVar, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.records import make_id
+from pipeline.records import clean_row, make_id
 from pipeline.source import Source, iter_jsonl, pack_by_bytes
+
+
+ROW_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_file", pa.string()),
+                        ("source_offset", pa.int64()), ("url", pa.string()), ("license", pa.string()),
+                        ("reason", pa.string()), ("detail", pa.string())])
 
 
 class DocumentSource(Source):
@@ -27,12 +32,21 @@ class DocumentSource(Source):
     def plan(self) -> list[dict[str, Any]]:
         """Parquet files by row group (a big file spreads over many shards), JSONL files whole."""
         items: list[tuple[Any, int]] = []
-        for p in self.expand():
-            if p.endswith(".parquet"):
-                meta = pq.ParquetFile(p).metadata
-                items += [([p, rg], max(meta.row_group(rg).total_byte_size, 1)) for rg in range(meta.num_row_groups)]
-            else:
-                items.append(([p, None], os.path.getsize(p) * (4 if p.endswith(".gz") else 1)))
+        for p in self.inputs():
+            try:
+                if p.endswith(".parquet"):
+                    pf = pq.ParquetFile(p)
+                    meta = pf.metadata
+                    if self.text_column not in pf.schema_arrow.names:
+                        items.append((["bad", p, "missing_text_column", f"no column {self.text_column!r} (columns: "
+                                       f"{pf.schema_arrow.names}); set source.text_column"[:500]], 1))
+                        continue
+                    items += [([p, rg], max(meta.row_group(rg).total_byte_size, 1))
+                              for rg in range(meta.num_row_groups)]
+                else:
+                    items.append(([p, None], os.path.getsize(p) * (4 if p.endswith(".gz") else 1)))
+            except Exception as exc:  # noqa: BLE001 - truncated, corrupt, not Parquet, gone: one row names it
+                items.append((["bad", p, "corrupt_file", f"{type(exc).__name__}: {exc}"[:500]], 1))
         return [{"parts": g} for g in pack_by_bytes(items, self.shard_bytes)]
 
     def _row(self, path: str, offset: int | str, rec: dict | None, reason: str | None = None,
@@ -51,14 +65,25 @@ class DocumentSource(Source):
                 "license": self.license, "reason": reason, "detail": detail}
 
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table]:
-        for path, rg in spec["parts"]:
+        for part in spec["parts"]:
             rows: list[dict] = []
-            if rg is not None:
-                pf = pq.ParquetFile(path)
-                base = sum(pf.metadata.row_group(i).num_rows for i in range(rg))
-                cols = [c for c in (self.text_column, self.url_column, "meta") if c in pf.schema_arrow.names]
-                for i, rec in enumerate(pf.read_row_group(rg, columns=cols).to_pylist()):
+            if part[0] == "bad":  # a file found unusable while planning
+                rows.append(self._row(part[1], "file", None, part[2], part[3]))
+            elif part[1] is not None:
+                path, rg = part
+                try:
+                    pf = pq.ParquetFile(path)
+                    base = sum(pf.metadata.row_group(i).num_rows for i in range(rg))
+                    cols = [c for c in (self.text_column, self.url_column, "meta") if c in pf.schema_arrow.names]
+                    recs = pf.read_row_group(rg, columns=cols).to_pylist()
+                except Exception as exc:  # noqa: BLE001 - a corrupt page or a file changed since planning
+                    rows.append(self._row(path, f"rg{rg}", None, "corrupt_file",
+                                          f"row group {rg}: {type(exc).__name__}: {exc}"[:500]))
+                    recs = []
+                for i, rec in enumerate(recs):
                     rows.append(self._row(path, base + i, rec))
             else:
+                path = part[0]
                 rows += [self._row(path, off, rec, reason, detail) for off, rec, reason, detail in iter_jsonl(path)]
-            yield pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})
+            rows = [clean_row(r) for r in rows]
+            yield pa.Table.from_pylist(rows, schema=ROW_SCHEMA)

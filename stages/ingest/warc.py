@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Iterator
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.records import make_id
+from pipeline.records import clean_row, make_id
 from pipeline.source import Counters, Source, pack_by_bytes
 from stages.ingest.http_body import TooLarge, decode_content, parse_http
 from stages.ingest.warc_reader import Junk, Record, iter_records
@@ -144,7 +144,7 @@ class WarcSource(Source):
 
     def plan(self) -> list[dict[str, Any]]:
         items = []
-        for path in self.expand():
+        for path in self.inputs():
             size = 1 << 30 if REMOTE.match(path) else _size(path)
             items.append((path, max(size, 1)))
         return [{"files": g} for g in pack_by_bytes(items, self.shard_bytes)]
@@ -261,5 +261,6 @@ def _size(path: str) -> int:
 
 
 def _table(rows: list[dict]) -> pa.Table:
+    rows = [clean_row(r) for r in rows]
     return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in COLUMNS.items()})
 
