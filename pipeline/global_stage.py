@@ -37,6 +37,7 @@ Writing one::
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ from pipeline.shards import KEPT, StageDir, write_parquet
 from pipeline.stage import Stage
 
 SCAN, REDUCE = "scan", "reduce"
+log = logging.getLogger("swallow")
 
 
 def part_name(k: int) -> str:
@@ -67,7 +69,9 @@ class ScanPhase(Phase):
     def tasks(self, stage, ctx: StageContext) -> list[Task]:
         check_inputs(ctx, stage)
         prev = ctx.prev
-        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in prev.done_shards()]
+        shards = prev.done_shards()
+        bound_partitions(stage, sum(prev.marker(s)["kept"] for s in shards))
+        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in shards]
 
     def run(self, stage: "GlobalStage", task: Task, ctx: StageContext) -> dict[str, Any]:
         t0 = time.time()
@@ -95,6 +99,16 @@ class ScanPhase(Phase):
         as ``worker_died`` (the run goes on, nothing is lost)."""
         return write_phase_marker(ctx, self.name, task.key, {"rows": 0, "rows_in": 0, "partitions": {},
                                                             "failed": why}, time.time())
+
+
+def bound_partitions(stage: "GlobalStage", rows: int) -> None:
+    """No more partitions than input rows: each reduce task writes a file, and ``partitions: 100000`` over 5 rows
+    wrote 100,000 of them. Decided from the recorded inputs, so a rerun decides the same."""
+    effective = max(1, min(stage.partitions, rows))
+    if effective < stage.partitions:
+        log.warning("stage %s: partitions %d > %d input rows: using %d", stage.name, stage.partitions, rows,
+                    effective)
+        stage.partitions = effective
 
 
 class GlobalApplyPhase(ApplyPhase):

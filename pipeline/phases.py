@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from pipeline.component import Component, Resources
 from pipeline.shards import KEPT, StageDir, seal, write_json
 
@@ -124,7 +126,10 @@ class ApplyPhase(Phase):
 
     def tasks(self, component, ctx: StageContext) -> list[Task]:
         prev = ctx.prev
-        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in prev.done_shards()]
+        shards = prev.done_shards()
+        if getattr(component, "where", None) and shards:
+            check_where(component, pq.read_schema(prev.file(KEPT, shards[0])))
+        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in shards]
 
     def is_done(self, ctx: StageContext, key: str) -> bool:
         return ctx.dir.is_done(key)
@@ -138,6 +143,17 @@ class ApplyPhase(Phase):
         from pipeline.execute import reject_whole_shard
 
         return reject_whole_shard(component, ctx, task.key, Path(task.inputs[0]), None, why)
+
+
+def check_where(component: Component, schema) -> None:
+    """A stage's ``where:`` against the columns and types its rows will have: a config error before any row."""
+    from pipeline.config import ConfigError
+    from pipeline.where import WhereError, check
+
+    try:
+        check(component.where, schema)
+    except WhereError as exc:
+        raise ConfigError(f"stages.{component.name}.where: {exc}") from None
 
 
 def write_phase_marker(ctx: StageContext, phase: str, key: str, info: dict[str, Any], t0: float,

@@ -11,7 +11,10 @@ with ``pyarrow.compute`` (never ``eval``). The grammar, all of it:
 * ``col is None`` / ``col is not None``;
 * literals: numbers, strings, ``True``, ``False``, ``None``.
 
-A comparison with a null operand is false (so ``llm_score < 8`` does not select rows that were never scored,
+Checked before any row is read: the expression's size (``MAX_CHARS``, ``MAX_DEPTH``), that ``in`` lists hold literals
+of one kind and comparisons compare like with like (numbers, strings, booleans), and, once the stage's input
+schema is known (``check``, called while planning the stage), that every column exists and has a type its
+comparisons fit. A comparison with a null operand is false (so ``llm_score < 8`` does not select rows that were never scored,
 and ``not llm_score < 8`` does); ``and``/``or``/``not`` then combine plain booleans. ``in`` never matches a null;
 ``is None`` finds them. Examples: ``llm_score < 8``, ``language == "python" and n_tokens > 100``.
 """
@@ -32,25 +35,150 @@ class WhereError(ValueError):
     pass
 
 
+#: Bounds of an expression: far above any real condition, far below what the parser or Arrow choke on.
+MAX_CHARS, MAX_DEPTH = 4000, 40
+
+
 def parse(expr: str) -> ast.expr:
     """The checked syntax tree of ``expr`` (WhereError naming what is not allowed)."""
+    if not isinstance(expr, str):
+        raise WhereError(f"expected an expression (a string), got {type(expr).__name__}")
+    if len(expr) > MAX_CHARS:
+        raise WhereError(f"the expression is {len(expr):,} characters; at most {MAX_CHARS:,}")
     try:
         tree = ast.parse(expr, mode="eval").body
     except SyntaxError as exc:
-        raise WhereError(f"not an expression: {expr!r} ({exc.msg})") from None
+        raise WhereError(f"not an expression: {expr[:60]!r}{'...' if len(expr) > 60 else ''} ({exc.msg})") from None
+    except (RecursionError, MemoryError):
+        raise WhereError(f"the expression nests too deeply (at most {MAX_DEPTH} levels)") from None
     _check(tree, expr)
+    _kinds(tree, expr, None)
     return tree
 
 
+def _depth(node: ast.AST) -> int:
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        n, d = todo.pop()
+        deepest = max(deepest, d)
+        todo += [(c, d + 1) for c in ast.iter_child_nodes(n)]
+    return deepest
+
+
 def _check(node: ast.AST, expr: str) -> None:
+    if _depth(node) > MAX_DEPTH:
+        raise WhereError(f"the expression nests too deeply (at most {MAX_DEPTH} levels)")
     ok = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Name, ast.Load, ast.Constant,
           ast.List, ast.Tuple, ast.In, ast.NotIn, ast.Is, ast.IsNot, ast.USub, *_CMP)
     for sub in ast.walk(node):
         if not isinstance(sub, ok):
-            raise WhereError(f"{expr!r}: {type(sub).__name__} is not allowed (comparisons of columns and "
+            raise WhereError(f"{expr[:200]!r}: {type(sub).__name__} is not allowed (comparisons of columns and "
                              "literals, and/or/not, in, is None)")
-        if isinstance(sub, ast.UnaryOp) and isinstance(sub.op, ast.USub) and not isinstance(sub.operand, ast.Constant):
-            raise WhereError(f"{expr!r}: '-' applies to number literals only")
+        if isinstance(sub, ast.UnaryOp) and isinstance(sub.op, ast.USub) and \
+                not (isinstance(sub.operand, ast.Constant) and _lit_kind(sub.operand.value) == "number"):
+            raise WhereError(f"{expr[:200]!r}: '-' applies to number literals only")
+        if isinstance(sub, ast.Constant) and _lit_kind(sub.value) is None:
+            raise WhereError(f"{expr[:200]!r}: {sub.value!r} is not a literal of the grammar (numbers, strings, True, "
+                             "False, None)")
+
+
+def _lit_kind(v: Any) -> str | None:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return None
+
+
+def _type_kind(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_null(t):
+        return "any"
+    return str(t)
+
+
+def _kinds(node: ast.AST, expr: str, schema: pa.Schema | None) -> str:
+    """The kind of ``node`` ("bool", "number", "string", "null", "any" where a column's type is not known yet, or
+    an Arrow type name), checking on the way that comparisons compare like with like and that conditions are
+    booleans; WhereError naming the first misfit."""
+    def fail(msg: str):
+        raise WhereError(f"{expr[:200]!r}: {msg}")
+
+    def kind(n: ast.AST) -> str:
+        if isinstance(n, ast.Name):
+            if n.id in ("True", "False"):
+                return "bool"
+            if schema is None:
+                return "any"
+            if n.id not in schema.names:
+                fail(f"no column {n.id!r} in the stage's input (have: {', '.join(schema.names)})")
+            return _type_kind(schema.field(n.id).type)
+        if isinstance(n, ast.Constant):
+            return _lit_kind(n.value)
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            return "number"
+        if isinstance(n, ast.List | ast.Tuple):
+            fail("a list is allowed only on the right of 'in'")
+        return _kinds(n, expr, schema)
+
+    def boolean(n: ast.AST, what: str) -> None:
+        k = kind(n)
+        if k not in ("bool", "any"):
+            fail(f"{what} must be a condition, not a {k} ({ast.unparse(n)[:80]})")
+
+    if isinstance(node, ast.BoolOp):
+        for v in node.values:
+            boolean(v, "each side of and/or")
+        return "bool"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        boolean(node.operand, "what 'not' negates")
+        return "bool"
+    if isinstance(node, ast.Compare):
+        left = node.left
+        for op, right in zip(node.ops, node.comparators):
+            lk = kind(left)
+            if isinstance(op, ast.Is | ast.IsNot):
+                if not (isinstance(right, ast.Constant) and right.value is None):
+                    fail("'is' compares with None only")
+            elif isinstance(op, ast.In | ast.NotIn):
+                if not isinstance(right, ast.List | ast.Tuple):
+                    fail("'in' takes a list of literals: col in [1, 2]")
+                items = {kind(e) for e in right.elts}
+                if "null" in items:
+                    fail("None in an 'in' list never matches; use 'is None'")
+                if len(items) > 1:
+                    fail(f"an 'in' list mixes {' and '.join(sorted(items))} values")
+                if items and lk != "any" and items != {lk}:
+                    fail(f"{ast.unparse(left)[:60]} is a {lk}, the list holds {items.pop()} values")
+            else:
+                rk = kind(right)
+                if "null" in (lk, rk):
+                    fail("a comparison with None is never true; use 'is None' / 'is not None'")
+                if "any" not in (lk, rk) and lk != rk:
+                    fail(f"{ast.unparse(left)[:60]} is a {lk} and {ast.unparse(right)[:60]} a {rk}: they cannot be "
+                         "compared")
+                if lk not in ("number", "string", "bool", "any"):
+                    fail(f"{ast.unparse(left)[:60]} is a {lk}: only numbers, strings and booleans compare")
+            left = right
+        return "bool"
+    return kind(node)
+
+
+def check(expr: str, schema: pa.Schema) -> None:
+    """Check ``expr`` against the stage's input schema (while planning, before any row is read)."""
+    tree = parse(expr)
+    top = _kinds(tree, expr, schema)
+    if top not in ("bool", "any"):
+        raise WhereError(f"{expr[:200]!r} is not a condition (it gives a {top})")
 
 
 def columns(expr: str) -> set[str]:
