@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +64,11 @@ class Tokenize(Stage):
     eod_id: int | None = None
     #: Add the tokenizer's special tokens (e.g. a BOS) when encoding.
     add_special_tokens: bool = False
+    #: What a special token's text inside a document becomes: ``text`` (default: plain text, e.g. a page quoting
+    #: ``<|endoftext|>`` is tokenized as the characters it shows, so no document holds an EOD in its middle) or
+    #: ``control`` (the special token's id, as Megatron-LM's preprocess_data.py does: byte identity with it on such
+    #: texts).
+    special_tokens_in_text: Literal["text", "control"] = "text"
     #: Threads of one worker's tokenizer (its CPUs).
     num_cpus: float = 2.0
     #: Rows per ``process`` call: a whole shard, so encoding runs without pauses between batches.
@@ -83,6 +88,7 @@ class Tokenize(Stage):
         # before the tokenizer's thread pool first starts; a worker's threads match the CPUs it holds
         os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, int(self.num_cpus))))
         self._tok = load_tokenizer(self.tokenizer)
+        self._tok.encode_special_tokens = self.special_tokens_in_text == "text"
         self._dtype = index_dtype(self._tok)
         self._eod = self.eod_id if self.eod_id is not None else default_eod(self._tok)
         if self.append_eod and self._eod is None:

@@ -74,6 +74,32 @@ def test_tokenize_byte_identical_to_megatron_builder(tmp_path, corpus_rows, name
 
 
 @shared
+@pytest.mark.parametrize("name", ["gpt2", "llama3"])
+def test_special_token_text_in_a_document_is_plain_text(name):
+    """A document quoting ``<|endoftext|>`` (or Llama 3's ``<|end_of_text|>``, ``<|begin_of_text|>``) never holds
+    a control id: the EOD appears only at each document's end. ``special_tokens_in_text: control`` keeps
+    Megatron-LM's behaviour (the tokenizer's own ``encode``: the id in the middle)."""
+    path = str(TOKENIZERS / name / "tokenizer.json.gz")
+    specials = ["<|endoftext|>", "<|end_of_text|>", "<|begin_of_text|>", "<|eot_id|>"]
+    texts = [f"before {s} after" for s in specials] + ["a plain document with no special token at all"]
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
+    plain = load_tokenizer(path)
+    control_ids = {plain.token_to_id(s) for s in specials} - {None}
+    stage = Tokenize(tokenizer=path)
+    stage.setup()
+    docs = stage.process(table).artifacts
+    for d in docs:
+        assert d[-1] == stage._eod and not (set(d[:-1].tolist()) & control_ids), d
+    assert plain.decode(docs[0][:-1].tolist(), skip_special_tokens=False) == texts[0]
+    assert docs[-1].tolist() == plain.encode(texts[-1], add_special_tokens=False).ids + [stage._eod]  # as before
+    megatron = Tokenize(tokenizer=path, special_tokens_in_text="control")
+    megatron.setup()
+    assert [d.tolist() for d in megatron.process(table).artifacts] == \
+        [plain.encode(t, add_special_tokens=False).ids + [megatron._eod] for t in texts]
+    assert any(set(d[:-1].tolist()) & control_ids for d in megatron.process(table).artifacts)
+
+
+@shared
 def test_tokenizer_ids_match_reference():
     gpt2 = load_tokenizer(str(TOKENIZERS / "gpt2" / "tokenizer.json.gz"))
     assert gpt2.encode("Hello world!").ids == [15496, 995, 0]
