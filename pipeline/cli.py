@@ -74,6 +74,8 @@ def cmd_run(args) -> int:
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
     if summary.get("report"):
         print(f"report: {summary['report']}")
+    elif summary.get("report_error"):
+        print(f"report: not written ({summary['report_error']}); the run is complete")
     return 0
 
 

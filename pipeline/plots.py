@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 
-def plot_funnel(stats: dict, path: str) -> None:
+def pyplot():
+    """matplotlib's pyplot, off-screen, with every label plain text: a ``$`` in a stage, column or reason name is a
+    dollar sign, not the start of a formula that mathtext fails to parse."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update({"text.parse_math": False, "text.usetex": False})
+    return plt
+
+
+def plot_funnel(stats: dict, path: str) -> None:
+    plt = pyplot()
     stages = stats["stages"]
     names = [s["stage"] for s in stages]
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))

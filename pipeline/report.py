@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.ledger import collect_stats, list_stages
-from pipeline.plots import reason_color
+from pipeline.plots import pyplot, reason_color
 from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError
 
 SAMPLE_ROWS = 20_000  # rows per stage read for histograms (a deterministic sample of shards)
@@ -53,11 +53,7 @@ def _svg(fig) -> str:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
     return plt
 

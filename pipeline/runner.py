@@ -154,5 +154,10 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
         if report:
             from pipeline.report import write_report
 
-            summary["report"] = str(write_report(run_dir))
+            try:  # the data is written and verified by now: a report that fails is said, never the run's failure
+                summary["report"] = str(write_report(run_dir))
+            except Exception as exc:  # noqa: BLE001
+                summary["report_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                log.error("the report could not be written (%s); the run itself is complete: try `swallow report %s`",
+                          summary["report_error"], run_dir)
     return summary

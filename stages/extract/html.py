@@ -67,6 +67,19 @@ def setup_worker(options: dict[str, Any]) -> None:
         _asciimath()
 
 
+def parse_cut_short() -> str | None:
+    """Why the last parse of trafilatura's HTML parser stopped before the page's end, or None. libxml2 stops at a
+    text node over 10,000,000 bytes (a giant ``math/tex`` script, say) and keeps only what came before: the page
+    would be kept without that node and every word after it. Such a page is rejected (``parser_limit``) instead:
+    lifting the limit (``huge_tree``) would let one page take gigabytes of the extraction child."""
+    from trafilatura.utils import HTML_PARSER
+
+    for err in HTML_PARSER.error_log:
+        if err.type_name == "ERR_RESOURCE_LIMIT" or "XML_PARSE_HUGE" in err.message:
+            return f"the HTML parser stopped at line {err.line}: {err.message.strip()[:200]}"
+    return None
+
+
 def extract_page(html: str, url: str | None) -> dict[str, Any]:
     """The page's main text with its math, and how it was obtained (runs in the extraction child)."""
     from trafilatura.utils import load_html
@@ -75,6 +88,9 @@ def extract_page(html: str, url: str | None) -> dict[str, Any]:
 
     opts = _OPTIONS
     tree = load_html(html)  # trafilatura's loader: XML declarations, broken markup, stray encodings
+    cut = parse_cut_short()
+    if cut:
+        return {"text": None, "math_formulas": 0, "method": None, "reason": "parser_limit", "detail": cut}
     if tree is None:
         return {"text": None, "math_formulas": 0, "method": None}
     hint = math_hint(html)  # most pages name no math markup at all: skip the pre-pass
@@ -167,7 +183,9 @@ class Extract(Stage):
                 status, value = self._box.call(page, url, timeout_s=self.timeout_s)
                 if status == "ok":
                     text, n_math, method = value["text"], value["math_formulas"], value["method"]
-                    if not (text or "").strip():
+                    if value.get("reason"):
+                        reason, detail, text = value["reason"], value.get("detail"), None
+                    elif not (text or "").strip():
                         reason, text = "empty_extraction", None
                 elif status == "timeout":
                     reason, detail = "extract_timeout", f"extraction took longer than {self.timeout_s:g} s"
