@@ -36,6 +36,30 @@ def _read_holder(path: Path) -> dict:
         return {}
 
 
+def current_holder(run_dir: str | Path) -> dict | None:
+    """Who holds ``run_dir`` now (host, pid, since), or None when no run does. Takes nothing: a shared flock that
+    succeeds means no exclusive holder."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_NAME
+    held = path.with_name(LOCK_NAME + ".held")
+    if held.exists():
+        return _read_holder(held) or {"host": None, "pid": None}
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(path) or {"host": None, "pid": None}
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # (drops the shared lock if it was taken)
+    return None
+
+
 class RunLock:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME

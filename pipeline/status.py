@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pipeline.ledger import list_stages
-from pipeline.lock import LOCK_NAME
+from pipeline.lock import current_holder
 from pipeline.phases import read_marker
 from pipeline.shards import StageDir, TamperedError
 
@@ -70,8 +70,7 @@ def status(run_dir: str | Path) -> dict:
         # the next stage's shards are this one's, known once this one is complete
         expected = st["done"] if expected is not None and st["done"] == expected else None
     running = next((s["stage"] for s in stages if s["total"] is None or s["done"] < s["total"]), None)
-    lock = run_dir / LOCK_NAME
-    holder = json.loads(lock.read_text() or "{}") if lock.exists() else None
+    holder = current_holder(run_dir)
     finished = running is None and holder is None
     return {"run_dir": str(run_dir), "planned_shards": planned, "stages": stages, "running": running,
             "holder": holder, "finished": finished, "report": str(run_dir / "report.html")
