@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     from pipeline.ledger import format_stats
     from pipeline.runner import run_pipeline
 
-    run_dir = args.output or str(Path("runs") / Path(args.config).stem)
+    run_dir = args.output = args.output or str(Path("runs") / Path(args.config).stem)
     summary = run_pipeline(cfg, run_dir, progress=not args.no_progress,
                            export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
@@ -254,6 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _where_stopped(run_dir: str | None) -> str:
+    """One line after Ctrl-C: what is finished and how to go on."""
+    if not run_dir or not (Path(run_dir) / "plan.json").exists():
+        return "nothing was finished"
+    try:
+        from pipeline.status import status
+
+        st = status(run_dir)
+    except Exception:  # noqa: BLE001 - the line must come whatever the folder holds
+        return f"finished work is kept in {run_dir}; rerun the same command to resume"
+    done = [s for s in st["stages"] if s["total"] is not None and s["done"] == s["total"]]
+    at = next((s for s in st["stages"] if s not in done), None)
+    where = f"{len(done)} of {len(st['stages'])} stages finished" + (
+        f", {at['stage']} at {at['done']}/{at['total'] if at['total'] is not None else '?'} shards" if at else "")
+    return f"{where}; finished work is kept in {run_dir}: rerun the same command to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline.executor.base import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
     from pipeline.lock import LockError
@@ -266,6 +283,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        import os
+        import signal
+
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: out at once
+        print(f"interrupted: {_where_stopped(getattr(args, 'run_dir', None) or getattr(args, 'output', None))}",
+              file=sys.stderr)
+        return 130
     except (ConfigError, LockError, PluginError, FileNotFoundError, ResourceError, SetupError, StorageError,
             TamperedError) as exc:
         # a person can act on these: one line each, no traceback (--debug shows it)

@@ -142,6 +142,9 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                 if finalize is not None:
                     finalize(ctx)
                 record_elapsed(ctx.dir, time.time() - t_stage, ran)
+        except KeyboardInterrupt:
+            ex.abort()
+            raise
         finally:
             ex.close()
             for handle in started:

@@ -60,6 +60,10 @@ class Executor(Protocol):
     def close(self) -> None:
         ...
 
+    def abort(self) -> None:
+        """After an interrupt (Ctrl-C): stop every worker now, without graceful teardown."""
+        ...
+
 
 def make_executor(name: str, ray_config=None) -> Executor:
     if name == "inline":

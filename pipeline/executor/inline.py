@@ -41,3 +41,6 @@ class InlineExecutor:
 
     def close(self) -> None:
         pass
+
+    def abort(self) -> None:
+        pass

@@ -177,6 +177,14 @@ class RayExecutor:
     def close(self) -> None:
         pass  # an embedded Ray ends with the process; a cluster is not ours to stop
 
+    def abort(self) -> None:
+        """After Ctrl-C: stop an embedded Ray now (its workers, raylet and stores), so that nothing of the run
+        outlives the command; a cluster's workers were killed by ``run`` and the cluster is not ours."""
+        import ray
+
+        if self.embedded and ray.is_initialized():
+            ray.shutdown()
+
     # -- sizing --------------------------------------------------------------------------------------------
     def pool_size(self, component: Component, res: Resources, n_tasks: int) -> int:
         import ray
@@ -233,6 +241,7 @@ class RayExecutor:
         start_deaths = 0  # workers that died in setup() without raising (each replaced; bounded)
         running: dict[Any, tuple[Any, Task]] = {}
         results = []
+        interrupted = False
         try:
             while pending or running:
                 while idle and pending:
@@ -298,14 +307,18 @@ class RayExecutor:
                     idle.append(actor)
                 results.append(stats)
                 on_done(stats)
+        except KeyboardInterrupt:  # Ctrl-C: stop now; the tasks in flight are redone by the rerun
+            interrupted = True
+            raise
         finally:
             for a in starting.values():
                 ray.kill(a, no_restart=True)
             for a in {id(a): a for a in idle + [a for a, _ in running.values()] if a not in dead}.values():
-                try:
-                    ray.get(a.shutdown.remote(), timeout=60)
-                except Exception:  # noqa: BLE001 - best effort (a killed actor included)
-                    pass
+                if not interrupted:  # a graceful teardown (engines, helper processes) only when not in a hurry
+                    try:
+                        ray.get(a.shutdown.remote(), timeout=60)
+                    except Exception:  # noqa: BLE001 - best effort (a killed actor included)
+                        pass
                 ray.kill(a, no_restart=True)
         return results
 
