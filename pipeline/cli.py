@@ -82,13 +82,14 @@ def cmd_run(args) -> int:
 def cmd_stage(args) -> int:
     """Run one stage alone: a source over ``--input`` then the stage."""
     stage_cls = plugins.component_class("stage", args.stage_type)
-    source_type = args.source or ("records" if all(_is_records(p) for p in args.input) else "code")
+    source_type, kind, why = guess_source(args.input, args.source, args.kind)
+    print(f"reading --input as {source_type} ({why}; --source chooses), kind {kind}", file=sys.stderr)
     stage = {"type": args.stage_type}
     for name in stage_cls.model_fields:
         value = getattr(args, f"opt_{name}", None)
         if value is not None:
             stage[name] = yaml.safe_load(value)
-    raw = {"kind": args.kind, "source": {"type": source_type, "paths": args.input},
+    raw = {"kind": kind, "source": {"type": source_type, "paths": args.input},
            "stages": [stage], "export": {"enabled": False}}
     if args.ray_cpus:
         raw["ray"] = {"num_cpus": args.ray_cpus}
@@ -110,6 +111,85 @@ def _is_records(path: str) -> bool:
 
             return "id" in pq.ParquetFile(files[0]).schema_arrow.names
     return False
+
+
+WARC_NAMES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz", ".paths", ".paths.gz")
+
+
+def _first_files(paths: list[str], n: int = 20) -> list[Path]:
+    import glob
+
+    out: list[Path] = []
+    for p in paths:
+        hits = [Path(h) for h in sorted(glob.glob(p, recursive=True))] if any(c in p for c in "*?[") else [Path(p)]
+        for h in hits:
+            out += sorted(f for f in h.rglob("*") if f.is_file())[:n] if h.is_dir() else [h] if h.is_file() else []
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def _looks_like_warc(f: Path) -> bool:
+    import gzip
+    import zlib
+
+    if f.name.lower().endswith(WARC_NAMES):
+        return True
+    try:
+        head = f.open("rb").read(1 << 16)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 64)
+        return head.startswith(b"WARC/")
+    except (OSError, zlib.error, gzip.BadGzipFile):
+        return False
+
+
+def _text_column(f: Path) -> bool:
+    """A JSONL/Parquet file whose records have a ``text`` field (documents), not a ``content`` one (code)."""
+    import gzip
+    import json as _json
+
+    name = f.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            names = pq.ParquetFile(f).schema_arrow.names
+            return "text" in names and "content" not in names
+        if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(f, "rt", encoding="utf-8", errors="replace") as fh:
+                rec = _json.loads(fh.readline() or "{}")
+            return isinstance(rec, dict) and "text" in rec and "content" not in rec
+    except Exception:  # noqa: BLE001 - a file that cannot be sniffed is not guessed from
+        return False
+    return False
+
+
+def guess_source(inputs: list[str], source: str | None, kind: str | None) -> tuple[str, str, str]:
+    """(source type, kind, why) for a stage command's ``--input``: our own shards -> records; WARC/WET files or a
+    CC paths listing -> warc (web); JSONL/Parquet with a text field on --kind web, or without a content field ->
+    documents (web); anything else -> code."""
+    files = _first_files(inputs)
+    if source:
+        why = "as asked"
+    elif all(_is_records(p) for p in inputs):
+        source, why = "records", "a run's shards"
+    elif files and all(_looks_like_warc(f) for f in files):
+        source, why = "warc", "WARC/WET files"
+    elif files and all(_text_column(f) for f in files) and kind != "code":
+        source, why = "documents", "records with a text field"
+    else:
+        source, why = "code", "source files or records with a content field"
+    if kind is None:
+        if source == "records":
+            import pyarrow.parquet as pq
+
+            first = next(Path(inputs[0]).glob("*.parquet"), None)
+            kind = "web" if first is not None and "url" in pq.ParquetFile(first).schema_arrow.names else "code"
+        else:
+            kind = "web" if source in ("warc", "documents") else "code"
+    return source, kind, why
 
 
 def cmd_verify(args) -> int:
@@ -240,9 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", "-i", nargs="+", required=True,
                         help="input files/directories/globs (raw corpus, or a directory of a run's shards)")
         sp.add_argument("--output", "-o", required=True, help="run directory to write")
-        sp.add_argument("--kind", default="code", choices=["code", "web"], help="dataset kind (default: code)")
+        sp.add_argument("--kind", choices=["code", "web"],
+                        help="dataset kind (default: web for WARC files and text documents, else code)")
         sp.add_argument("--source", choices=plugins.known_types("source"),
-                        help="how to read --input (default: guessed)")
+                        help="how to read --input (default: guessed from the files: a run's shards -> records, "
+                        "WARC/WET -> warc, JSONL/Parquet with a text field -> documents, else code; the choice is "
+                        "printed)")
         sp.add_argument("--ray-cpus", type=int, help="logical CPUs of the embedded Ray (default: the machine's)")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any key, e.g. source.content_column=code")

@@ -123,6 +123,12 @@ def record_event(ctx: StageContext, event: dict) -> None:
         pass
 
 
+def _no_auth_notice(record: logging.LogRecord) -> bool:
+    """Ray's notice that a new local Ray uses token authentication (its secure default, which we keep) comes at
+    every command; it says nothing to act on. Its warning that authentication is *off* still comes."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 @contextlib.contextmanager
 def _inside(folder: str):
     back = os.getcwd()
@@ -157,6 +163,7 @@ class RayExecutor:
         # there: from a folder holding the corpus (``swallow x --input .``) a ``numpy.py`` of the data would be
         # imported by every worker. Ray is started from an empty folder of our own instead.
         self.cwd = os.getcwd()
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_no_auth_notice)
         with _inside(neutral_dir()):
             self._init(ray, cfg, address)
 
