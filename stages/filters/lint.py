@@ -308,6 +308,17 @@ class PylintWorker:
             self.own.close()
             self.own = None
 
+    def _drop_server(self) -> None:
+        """The server we talked to failed: never go back to it. The node's is given up for one of our own; our own
+        is killed and reaped now, since a server killed from outside can still look alive for a moment while the
+        kernel tears it down (a retry that reconnected to it was reset too: lint_error for a sound file)."""
+        self.stop()
+        if self.address is not None:
+            self.address = None
+        elif self.own is not None:
+            self.own.close()
+            self.own = None
+
     def _read_line(self, timeout: float) -> str | None:
         import select
 
@@ -342,15 +353,13 @@ class PylintWorker:
                 meanwhile()
             line = self._read_line(self.timeout_s + 30)  # the server itself kills a slow child
             if line is None:
-                self.address = None
-                self.stop()
+                self._drop_server()
                 return "retry", None, "the pylint server stopped answering"
             if not line:
                 raise EOFError("no reply")
             reply = json.loads(line)
         except (EOFError, OSError, ValueError) as exc:
-            self.address = None  # do not go back to a server that died: start our own
-            self.stop()
+            self._drop_server()
             return "retry", None, f"pylint server died ({type(exc).__name__})"
         finally:
             try:
