@@ -27,6 +27,7 @@ EPILOG = """examples:
   swallow syntax_filter --input corpus.parquet --output runs/syntax
   swallow verify runs/demo
   swallow stats runs/demo --json
+  swallow compare runs/before runs/after    (the same verdicts and columns in every stage?)
 """
 
 
@@ -310,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override export.* keys")
     ex.set_defaults(func=cmd_export)
 
+    from pipeline.compare import add_command as add_compare
+
+    add_compare(sub)
+
     for add_command in plugins.commands():  # e.g. `swallow publish`, declared by the package that provides it
         add_command(sub)
 
@@ -355,7 +360,7 @@ def _where_stopped(run_dir: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.executor.base import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
+    from pipeline.errors import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
     from pipeline.lock import LockError
     from pipeline.plugins import PluginError
     from pipeline.shards import TamperedError

@@ -17,10 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline import plugins
 from pipeline.component import Component
+from pipeline.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A configuration problem, with the file and key in the message."""
+__all__ = ["ConfigError", "PipelineConfig", "load_config", "dump_config"]
 
 
 class RayConfig(BaseModel):

@@ -1,7 +1,13 @@
-"""Turn one input shard into kept/rejected/stats files and a marker (runs inside a worker).
+"""The per-shard phases: a source's ``read`` and every stage's ``apply``, and the code that turns one input shard
+into kept/rejected/stats files and a marker (inside a worker).
 
 The only place rows move between files. It checks the ledger before anything is written: rows in equals kept
 plus rejected, and the ids of the outputs are exactly the ids of the input.
+
+* ``SourcePhase`` (a source's only phase): one task per planned input shard -> ``kept``/``rejected``/``stats``
+  and ``done/SHARD.json``.
+* ``ApplyPhase`` (every stage's last phase): one task per finished shard of the previous stage, the same files.
+  ``verify`` reads only these files, whatever phases came before.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.phases import ShardContext, StageContext
+from pipeline.component import Component
+from pipeline.errors import ConfigError, WorkerBroken
+from pipeline.phase import Phase, check_where
 from pipeline.records import check_schema, conform, empty_table, make_id
 from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, seal, write_json, write_parquet
-from pipeline.stage import Stage, Verdict, WorkerBroken
+from pipeline.task import ShardContext, StageContext, Task
+from pipeline.verdict import Verdict
+from pipeline.where import WhereError, mask
+
 
 
 class LedgerError(AssertionError):
@@ -34,7 +45,7 @@ def text_bytes(table: pa.Table) -> int:
     return int(pc.sum(pc.binary_length(table.column("text").cast(pa.string()))).as_py() or 0)
 
 
-def safe_process(stage: Stage, batch: pa.Table, ctx: ShardContext | None = None) -> Verdict:
+def safe_process(stage: Component, batch: pa.Table, ctx: ShardContext | None = None) -> Verdict:
     """Run ``stage.process``; if the batch raises, retry row by row and reject only the rows that raise."""
     try:
         verdict = stage.process(batch, ctx)
@@ -154,18 +165,17 @@ def read_shard(path: Path, kind: str) -> pa.Table:
     return table
 
 
-def run_stage_shard(stage: Stage, ctx: StageContext, shard: str, in_path: Path) -> dict:
-    """Process one finished shard of the previous stage with ``stage`` (already set up)."""
+def run_stage_shard(stage: Component, ctx: StageContext, shard: str, in_path: Path,
+                    shard_ctx: ShardContext | None = None) -> dict:
+    """Process one finished shard of the previous stage with ``stage`` (already set up); ``shard_ctx``: what the
+    calling phase prepared for it (a global stage's decisions)."""
     t0 = time.time()
     whole = table = read_shard(in_path, ctx.kind)
-    shard_ctx = ShardContext(ctx, shard)
+    shard_ctx = shard_ctx or ShardContext(ctx, shard)
     kept_parts, rej_parts, side = [], [], []
     counters: Counter = Counter()
     passed = None
     if stage.where:  # rows outside ``where`` pass through unchanged and kept
-        from pipeline.config import ConfigError
-        from pipeline.where import WhereError, mask
-
         try:
             selected = mask(stage.where, table)
         except WhereError as exc:  # a column the rows lack: the config's fault, one line for the user
@@ -203,7 +213,7 @@ def reject_empty(schema_table: pa.Table) -> pa.Table:
     return t
 
 
-def run_source_shard(source, ctx: StageContext, shard: str, spec: dict) -> dict:
+def run_source_shard(source: Component, ctx: StageContext, shard: str, spec: dict) -> dict:
     """Read one planned input shard; rows with a non-null ``reason`` are rejected at ingest."""
     t0 = time.time()
     kind = ctx.kind
@@ -262,3 +272,44 @@ def reject_whole_shard(component, ctx: StageContext, shard: str, in_path: Path |
     rejected = rejected.append_column("detail", pa.array([detail[:2000]] * n, pa.string()))
     kept = table.schema.empty_table() if in_path is not None else empty_table(kind)
     return finish_shard(ctx.dir, shard, component.name, kept, rejected, n, ids, {"worker_died": True}, t0)
+
+
+class SourcePhase(Phase):
+    """Read one planned input shard into records; unusable inputs become rejected rows with a reason."""
+
+    name = "read"
+
+    def tasks(self, component, ctx: StageContext) -> list[Task]:
+        plan = json.loads((Path(ctx.run_dir) / "plan.json").read_text())
+        return [Task(self.name, shard, spec=spec) for shard, spec in plan.items()]
+
+    def is_done(self, ctx: StageContext, key: str) -> bool:
+        return ctx.dir.is_done(key)
+
+    def run(self, component, task: Task, ctx: StageContext) -> dict[str, Any]:
+        return run_source_shard(component, ctx, task.key, task.spec)
+
+    def on_dead(self, component, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
+        return reject_whole_shard(component, ctx, task.key, None, task.spec, why)
+
+
+class ApplyPhase(Phase):
+    """``process`` over one finished shard of the previous stage -> kept/rejected/stats/done."""
+
+    name = "apply"
+
+    def tasks(self, component, ctx: StageContext) -> list[Task]:
+        prev = ctx.prev
+        shards = prev.done_shards()
+        if getattr(component, "where", None) and shards:
+            check_where(component, pq.read_schema(prev.file(KEPT, shards[0])))
+        return [Task(self.name, s, inputs=(str(prev.file(KEPT, s)),)) for s in shards]
+
+    def is_done(self, ctx: StageContext, key: str) -> bool:
+        return ctx.dir.is_done(key)
+
+    def run(self, component, task: Task, ctx: StageContext) -> dict[str, Any]:
+        return run_stage_shard(component, ctx, task.key, Path(task.inputs[0]))
+
+    def on_dead(self, component, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
+        return reject_whole_shard(component, ctx, task.key, Path(task.inputs[0]), None, why)

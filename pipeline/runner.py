@@ -24,7 +24,7 @@ from pipeline.config import ConfigError, PipelineConfig, dump_config
 from pipeline.executor import make_executor
 from pipeline.ledger import collect_stats
 from pipeline.lock import RunLock
-from pipeline.phases import StageContext
+from pipeline.task import StageContext
 from pipeline.progress import Progress
 from pipeline.shards import StageDir, clean_temp, write_atomic_bytes, write_json
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import WorkerBroken
+
 ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -58,8 +60,6 @@ class Sandbox:
         """A fresh child. One that dies while starting (killed from outside) is started again, up to three times;
         then the worker itself is broken (``WorkerBroken``: the executor replaces it and retries the task), never
         a row's verdict. A setup that raises is an error of the configuration or environment (RuntimeError)."""
-        from pipeline.stage import WorkerBroken
-
         for attempt in range(3):
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)

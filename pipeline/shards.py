@@ -143,6 +143,11 @@ class StageDir:
         ext = "parquet" if part in (KEPT, REJECTED) else "json"
         return self.path / part / f"{shard}.{ext}"
 
+    def artifact(self, folder: str, shard: str) -> Path:
+        """Where a stage keeps a shard's own files (``folder/SHARD`` plus the stage's suffixes, e.g. Megatron's
+        ``.bin``/``.idx``); the shard's marker seals what the stage reports writing there."""
+        return self.path / folder / shard
+
     def is_done(self, shard: str) -> bool:
         return self.file(DONE, shard).exists()
 

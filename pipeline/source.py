@@ -11,15 +11,14 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 from pydantic import PrivateAttr
 
 from pipeline.component import Component
-
-if TYPE_CHECKING:
-    from pipeline.phases import Phase
+from pipeline.execute import SourcePhase
+from pipeline.phase import Phase
 
 
 class Counters(dict):
@@ -40,9 +39,7 @@ class Source(Component):
     _exclude: list[str] = PrivateAttr(default_factory=list)
     _duplicates: list[list[str]] = PrivateAttr(default_factory=list)
 
-    def phases(self) -> list["Phase"]:
-        from pipeline.phases import SourcePhase
-
+    def phases(self) -> list[Phase]:
         return [SourcePhase()]
 
     def expand(self) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.ledger import list_stages
 from pipeline.lock import current_holder
-from pipeline.phases import read_marker
+from pipeline.phase import read_marker
 from pipeline.shards import StageDir, TamperedError
 
 

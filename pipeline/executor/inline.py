@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.component import Component
-from pipeline.executor.base import OnDone, SetupError, as_storage_error
-from pipeline.phases import Phase, StageContext, Task
+from pipeline.errors import SetupError, as_storage_error
+from pipeline.executor.base import OnDone
+from pipeline.phase import Phase
+from pipeline.task import StageContext, Task
 
 
 class InlineExecutor:

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.executor.base import OnDone, ResourceError, SetupError, StorageError, as_storage_error
-from pipeline.phases import Phase, StageContext, Task
+from pipeline.errors import ConfigError, ResourceError, SetupError, StorageError, WorkerBroken, as_storage_error
+from pipeline.executor.base import OnDone
+from pipeline.phase import Phase
+from pipeline.task import StageContext, Task
 
 log = logging.getLogger("swallow")
 ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -32,8 +34,6 @@ class _Worker:
         _isolate(cwd)
         self.component = component
         _title(f"setup {component.name}")
-        from pipeline.stage import WorkerBroken
-
         try:
             component.setup()
         except WorkerBroken as exc:  # killed helpers (not a bad configuration): die, to be replaced (bounded)
@@ -45,8 +45,6 @@ class _Worker:
         return True
 
     def run(self, phase: Phase, task: Task, ctx: StageContext) -> dict:
-        from pipeline.stage import WorkerBroken
-
         _title(f"{self.component.name} {phase.name} {task.key}")
         try:
             return phase.run(self.component, task, ctx)
@@ -282,8 +280,6 @@ class RayExecutor:
                 try:
                     stats = ray.get(ref)
                 except RayTaskError as exc:
-                    from pipeline.config import ConfigError
-
                     if isinstance(exc.cause, (ConfigError, StorageError)):  # one line, not the remote traceback
                         raise exc.cause from None
                     raise

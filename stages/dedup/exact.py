@@ -119,17 +119,11 @@ class ExactDedup(GlobalStage):
         return choose_survivors(t, "hash", self.survivor)
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        memo = ctx.memo
-        if "by_id" not in memo:
-            d = self.decisions(ctx)
-            memo["by_id"] = dict(zip(d.column("id").to_pylist(),
-                                     zip(d.column("duplicate_of").to_pylist(), d.column("group_size").to_pylist())))
-        by_id = memo["by_id"]
-        found = [by_id[i] for i in table.column("id").to_pylist()]
-        dup_of = [f[0] for f in found]
-        return Verdict([None if d is None else "exact_duplicate" for d in dup_of],
-                       columns={"duplicate_of": pa.array(dup_of, pa.string()),
-                                "dup_group_size": pa.array([f[1] for f in found], pa.int64())})
+        d = self.decided(table, ctx, ["duplicate_of", "group_size"])
+        dup_of = d["duplicate_of"].to_pylist()
+        return Verdict([None if x is None else "exact_duplicate" for x in dup_of],
+                       columns={"duplicate_of": d["duplicate_of"].cast(pa.string()),
+                                "dup_group_size": d["group_size"].cast(pa.int64())})
 
-    def verify(self, stage_dir: StageDir) -> list[str]:
-        return super().verify(stage_dir) + verify_duplicates(stage_dir)
+    def invariants(self, stage_dir: StageDir) -> list[str]:
+        return verify_duplicates(stage_dir)

@@ -34,19 +34,15 @@ Jaccard 0.7 on 5-grams: ``threshold: 0.7`` chooses bands and rows the way datask
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr, model_validator
 
-from pipeline.global_stage import SCAN, GlobalApplyPhase, GlobalStage, ReducePhase, ScanPhase, peak_rss_mb
-from pipeline.phases import Phase, StageContext, Task, read_marker, write_phase_marker
-from pipeline.shards import StageDir, write_parquet
+from pipeline.global_stage import GlobalStage, Step, StepInputs
+from pipeline.shards import StageDir
 from pipeline.stage import Verdict
 from stages.dedup.exact import choose_survivors, verify_duplicates
 from stages.dedup.minhash_kernels import CODE, WORDS, band_hashes, shingles, signatures
@@ -58,33 +54,16 @@ CLIQUE = 20
 EDGE_CHUNK = 10_000
 
 
-class MergePhase(Phase):
-    """One task over every partition's components (or candidate edges, to verify): the final clusters, survivors."""
-
-    name = MERGE
-
-    def resources(self, stage: "MinhashDedup"):
-        return stage.reduce_resources()
-
-    def tasks(self, stage, ctx: StageContext) -> list[Task]:
-        return [Task(self.name, "all")]
-
-    def run(self, stage: "MinhashDedup", task: Task, ctx: StageContext) -> dict[str, Any]:
-        t0 = time.time()
-        out, info = stage.merge(ctx)
-        path = ctx.dir.work(self.name) / "clusters.parquet"
-        write_parquet(path, out)
-        return write_phase_marker(ctx, self.name, task.key, {**info, "rows": len(out), "peak_rss_mb": peak_rss_mb()},
-                                  t0, outputs=[path])
-
-
 class MinhashDedup(GlobalStage):
     """Near-duplicate removal with MinHash LSH over all shards (see the module docstring)."""
 
     type: ClassVar[str] = "minhash_dedup"
     requires: ClassVar[tuple[str, ...]] = ("datasketch", "numba", "scipy")
     extra: ClassVar[str] = "dedup"
-    decisions_phase: ClassVar[str] = MERGE
+    #: reduce per partition (components, or candidate edges), then one merge over them: the decisions
+    steps: ClassVar[tuple[Step, ...]] = (Step("reduce", "reduce"), Step(MERGE, "merge", per_partition=False))
+    #: only rows in clusters have a decision
+    decides: ClassVar[str] = "some"
     column: str = "text"
     #: words: word n-grams of normalised text (prose); code: n-grams of code tokens.
     shingle: Literal["words", "code"] = "words"
@@ -113,9 +92,6 @@ class MinhashDedup(GlobalStage):
         if self.threshold is None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} > num_perm {self.num_perm}")
         return self
-
-    def phases(self) -> list[Phase]:
-        return [ScanPhase(), ReducePhase(), MergePhase(), GlobalApplyPhase()]
 
     # -- parameters -----------------------------------------------------------------------------------------
     def lsh_params(self) -> tuple[int, int]:
@@ -162,18 +138,18 @@ class MinhashDedup(GlobalStage):
         bands, rows = self.lsh_params()
         bh = band_hashes(sig, bands, rows)  # [n, bands]
         n = len(texts)
-        keys = (np.uint64(ctx.memo["shard_index"]) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+        keys = (np.uint64(ctx.shard_index) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
         attrs = {"key": pa.array(keys), "id": table.column("id"),
                  "length": pa.array([len(t or "") for t in texts], pa.int64())}
         if self.survivor == "highest":
             attrs["value"] = table.column(self.survivor_column).cast(pa.float64())
         if self.verify_jaccard:
             attrs["shingles"] = pa.array([s.tolist() for s in sets], pa.list_(pa.uint32()))
-        write_parquet(ctx.stage.dir.work(SCAN) / ctx.shard / "attrs.parquet", pa.table(attrs))
         flat = bh.reshape(-1)
         return pa.table({"band": pa.array(np.tile(np.arange(bands, dtype=np.uint8), n)),
                          "bucket": pa.array(flat), "key": pa.array(np.repeat(keys, bands)),
-                         "partition": pa.array((flat % np.uint64(self.partitions)).astype(np.int32))})
+                         "partition": pa.array((flat % np.uint64(self.partitions)).astype(np.int32))}), \
+            {"attrs": pa.table(attrs)}
 
     def reduce(self, partition: int, tables: list[pa.Table]) -> pa.Table:
         empty = pa.table({"key": pa.array([], pa.uint64()), "root": pa.array([], pa.uint64())})
@@ -212,9 +188,9 @@ class MinhashDedup(GlobalStage):
         edges = np.unique(np.stack([np.concatenate(vs), np.concatenate(us)], axis=1), axis=0)
         return pa.table({"key": pa.array(edges[:, 0], pa.uint64()), "root": pa.array(edges[:, 1], pa.uint64())})
 
-    def merge(self, ctx: StageContext) -> tuple[pa.Table, dict]:
-        files = sorted(str(p) for p in ctx.dir.work("reduce").glob("p*.parquet"))
-        pairs = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    def merge(self, inputs: StepInputs) -> tuple[pa.Table, dict]:
+        tables = inputs.tables()
+        pairs = pa.concat_tables(tables) if tables else None
         info: dict[str, Any] = {"candidate_keys": 0, "clusters": 0, "edges_dropped": 0}
         cols = {"id": pa.string(), "shard": pa.string(), "cluster": pa.string(), "cluster_size": pa.int64(),
                 "duplicate_of": pa.string()}
@@ -226,14 +202,14 @@ class MinhashDedup(GlobalStage):
         if self.verify_jaccard:  # one judgement per pair, though several partitions may have found it
             edges = np.unique(np.stack([u, v], axis=1), axis=0)
             u, v = edges[:, 0], edges[:, 1]
-            attrs = self.member_attrs(ctx, pa.array(np.unique(edges), pa.uint64()))
+            attrs = self.member_attrs(inputs, pa.array(np.unique(edges), pa.uint64()))
             u, v, info["edges_dropped"] = self.verified_edges(u, v, attrs)
         comp = components(u, v)
         info["candidate_keys"] = len(comp)
         if len(comp) == 0:
             return empty, info
         if attrs is None:
-            attrs = self.member_attrs(ctx, comp.column("key"))
+            attrs = self.member_attrs(inputs, comp.column("key"))
         else:
             attrs = attrs.drop_columns(["shingles"])
             attrs = attrs.filter(pc.is_in(attrs.column("key"), value_set=comp.column("key")))
@@ -248,18 +224,17 @@ class MinhashDedup(GlobalStage):
                         "cluster_size": decided.column("group_size"), "duplicate_of": decided.column("duplicate_of")})
         return out.sort_by([("shard", "ascending"), ("id", "ascending")]), info
 
-    def member_attrs(self, ctx: StageContext, keys: pa.ChunkedArray | pa.Array) -> pa.Table:
+    def member_attrs(self, inputs: StepInputs, keys: pa.ChunkedArray | pa.Array) -> pa.Table:
         """The attributes of the given keys only, read shard by shard (never every row's at once)."""
         wanted = pa.chunked_array([keys]) if isinstance(keys, pa.Array) else keys
         by_shard = pc.shift_right(wanted, 32).to_numpy()
-        shards = sorted(read_inputs(ctx.dir))
+        shards = inputs.shards()
         parts = []
         columns = ["key", "id", "length"] + (["value"] if self.survivor == "highest" else []) + \
             (["shingles"] if self.verify_jaccard else [])
         for idx in np.unique(by_shard):
             shard = shards[int(idx)]
-            path = ctx.dir.work(SCAN) / shard / "attrs.parquet"
-            t = pq.read_table(path, columns=columns)
+            t = inputs.side("attrs", shard, columns)
             t = t.filter(pc.is_in(t.column("key"), value_set=pa.array(wanted.to_numpy()[by_shard == idx])))
             parts.append(t.append_column("shard", pa.array([shard] * len(t), pa.string())))
         return pa.concat_tables(parts)
@@ -293,48 +268,16 @@ class MinhashDedup(GlobalStage):
         return u[ok], v[ok], int((~ok).sum())
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        memo = ctx.memo
-        if "by_id" not in memo:
-            d = self.decisions(ctx)
-            memo["by_id"] = dict(zip(d.column("id").to_pylist(),
-                                     zip(d.column("cluster").to_pylist(), d.column("cluster_size").to_pylist(),
-                                         d.column("duplicate_of").to_pylist())))
-        by_id = memo["by_id"]
-        ids = table.column("id").to_pylist()
-        found = [by_id.get(i, (i, 1, None)) for i in ids]
-        return Verdict([None if f[2] is None else "near_duplicate" for f in found],
-                       columns={"minhash_cluster": pa.array([f[0] for f in found], pa.string()),
-                                "minhash_cluster_size": pa.array([f[1] for f in found], pa.int64()),
-                                "duplicate_of": pa.array([f[2] for f in found], pa.string())})
+        d = self.decided(table, ctx, ["cluster", "cluster_size", "duplicate_of"])
+        ids = table.column("id")
+        dup_of = d["duplicate_of"].cast(pa.string())
+        return Verdict([None if x is None else "near_duplicate" for x in dup_of.to_pylist()],
+                       columns={"minhash_cluster": pc.coalesce(d["cluster"].cast(pa.string()), ids),
+                                "minhash_cluster_size": pc.coalesce(d["cluster_size"].cast(pa.int64()), 1),
+                                "duplicate_of": dup_of})
 
-    def verify(self, stage_dir: StageDir) -> list[str]:
-        problems = verify_duplicates(stage_dir)
-        where = stage_dir.path.name
-        for shard in stage_dir.done_shards():
-            marker = stage_dir.phase_marker(SCAN, shard)
-            if not marker.exists():
-                problems.append(f"{where}/{shard}: no scan marker")
-                continue
-            m = read_marker(marker)
-            if not m.get("failed") and m["rows_in"] != stage_dir.marker(shard)["in"]:
-                problems.append(f"{where}/{shard}: the scan saw {m['rows_in']} rows, the shard has "
-                                f"{stage_dir.marker(shard)['in']}")
-        if stage_dir.done_shards() and not stage_dir.phase_marker(MERGE, "all").exists():
-            problems.append(f"{where}: no merge marker")
-        return problems
-
-    def decisions(self, ctx, columns=None) -> pa.Table:
-        if "decisions" not in ctx.memo:
-            path = ctx.stage.dir.work(MERGE) / "clusters.parquet"
-            ctx.memo["decisions"] = ds.dataset(str(path), format="parquet").to_table(
-                filter=pc.field("shard") == ctx.shard)
-        return ctx.memo["decisions"]
-
-
-def read_inputs(stage_dir: StageDir) -> dict:
-    import json
-
-    return json.loads((stage_dir.path / "work" / "inputs.json").read_text())
+    def invariants(self, stage_dir: StageDir) -> list[str]:
+        return verify_duplicates(stage_dir)
 
 
 def components(u: np.ndarray, v: np.ndarray) -> pa.Table:

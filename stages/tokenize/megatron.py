@@ -78,7 +78,7 @@ def verify_megatron(stage_dir) -> list[str]:
     for shard in stage_dir.done_shards():
         where = f"{stage_dir.path.name}/{shard}"
         art = stage_dir.stats(shard).get("artifacts") or {}
-        prefix = stage_dir.path / "megatron" / shard
+        prefix = stage_dir.artifact("megatron", shard)
         bin_path, idx_path = Path(f"{prefix}.bin"), Path(f"{prefix}.idx")
         if not bin_path.exists() or not idx_path.exists():
             problems.append(f"{where}: Megatron file missing ({bin_path.name} or {idx_path.name})")

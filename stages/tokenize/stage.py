@@ -137,7 +137,7 @@ class Tokenize(Stage):
 
     def write_artifacts(self, kept: list[Any], ctx) -> dict[str, Any]:
         """The shard's ``megatron/SHARD.bin/.idx`` from the kept documents' ids."""
-        sizes = write_megatron(str(ctx.stage.dir.path / "megatron" / ctx.shard), kept, self._dtype)
+        sizes = write_megatron(str(ctx.stage.dir.artifact("megatron", ctx.shard)), kept, self._dtype)
         return {**sizes, "tokens": int(sum(len(s) for s in kept)), "documents": len(kept),
                 "dtype": np.dtype(self._dtype).name,
                 "files": [f"megatron/{ctx.shard}.bin", f"megatron/{ctx.shard}.idx"]}  # (sealed in the marker)
@@ -165,6 +165,6 @@ def megatron_data_paths(sd: StageDir, weighted: bool = True) -> list[str]:
         art = sd.verified_stats(shard).get("artifacts") or {}
         if not art.get("documents"):
             continue
-        prefix = str((sd.path / "megatron" / shard).resolve())
+        prefix = str(sd.artifact("megatron", shard).resolve())
         out += [str(art["tokens"]), prefix] if weighted else [prefix]
     return out

@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
-from pipeline.phases import ShardContext, StageContext
+from pipeline.task import ShardContext, StageContext
 from stages.tokenize.megatron import write_megatron
 from stages.tokenize.stage import Tokenize, load_tokenizer
 from tests.conftest import SHARED, write_sample
