@@ -19,7 +19,8 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Stage, Verdict
+from pipeline.document_filter import DocumentFilter
+from pipeline.verdict import Verdict
 from stages.filters.text_units import FORMULA, mask_math, sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -27,10 +28,14 @@ END_PUNCTUATION = (".", "?", "!", '"', "'")
 POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
 
 
-class C4Filter(Stage):
+class C4Filter(DocumentFilter):
     """C4's line and document rules; kept documents keep only their kept lines."""
 
     type: ClassVar[str] = "c4_filter"
+    measures: ClassVar = {k: pa.int64() for k in ("sentences", "lines_kept", "dropped_long_word",
+                                                  "dropped_no_terminal_punct", "dropped_few_words",
+                                                  "dropped_javascript", "dropped_policy")}
+    prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
     remove_citations: bool = True
@@ -49,7 +54,7 @@ class C4Filter(Stage):
     keep_original: bool = False
     batch_size: int = Field(256, ge=1)
 
-    def one(self, text: str) -> dict:
+    def measure(self, text: str) -> dict:
         kept, n_sent = [], 0
         dropped = {"long_word": 0, "no_terminal_punct": 0, "few_words": 0, "javascript": 0, "policy": 0}
         reason = None
@@ -91,15 +96,14 @@ class C4Filter(Stage):
         return {"reason": reason, "text": "\n".join(kept).strip(), "sentences": n_sent, "lines_kept": len(kept),
                 **{f"dropped_{k}": v for k, v in dropped.items()}}
 
+    def decide(self, m: dict, text: str) -> str | None:
+        return m["reason"]
+
+    def new_text(self, text: str, m: dict) -> str:
+        return m["text"]  # a kept document keeps its kept lines (as C4 does)
+
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = table.column("text").to_pylist()
-        rows = [self.one(t or "") for t in texts]
-        reasons = [r["reason"] for r in rows]
-        new_text = [r["text"] if r["reason"] is None else t for r, t in zip(rows, texts)]
-        columns = {"text": pa.array(new_text, pa.string())}
-        for key in ("sentences", "lines_kept", "dropped_long_word", "dropped_no_terminal_punct", "dropped_few_words",
-                    "dropped_javascript", "dropped_policy"):
-            columns[f"{self.name}_{key}"] = pa.array([r[key] for r in rows], pa.int64())
+        verdict = super().process(table, ctx)
         if self.keep_original:
-            columns[f"text_before_{self.name}"] = pa.array(texts, pa.string())
-        return Verdict(reasons, columns=columns)
+            verdict.columns[f"text_before_{self.name}"] = pa.array(table.column(self.column).to_pylist(), pa.string())
+        return verdict

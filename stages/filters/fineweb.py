@@ -12,15 +12,17 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Stage, Verdict
+from pipeline.document_filter import DocumentFilter
 from stages.filters.gopher import duplicates
 from stages.filters.text_units import FORMULA, ends_with_terminal, mask_math, words
 
 
-class FineWebFilter(Stage):
+class FineWebFilter(DocumentFilter):
     """FineWeb quality rules: line punctuation, short lines, duplicated-line characters, list-like text."""
 
     type: ClassVar[str] = "fineweb_filter"
+    measures: ClassVar = {k: pa.float64() for k in ("line_punct", "short_lines", "dup_chars", "newlines_per_word")}
+    prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
     line_punct_thr: float = 0.12
@@ -32,33 +34,31 @@ class FineWebFilter(Stage):
     math_aware: bool = False
     batch_size: int = Field(256, ge=1)
 
-    def one(self, text: str) -> dict:
+    def measure(self, text: str) -> dict:
         lines = [line for line in text.split("\n") if line.strip() != ""]
         if self.math_aware:
             prose = [line for line in lines if not FORMULA.fullmatch(line.strip())] or lines
         else:
             prose = lines
-        m = {"line_punct": 0.0, "short_lines": 0.0, "dup_chars": 0.0, "newlines_per_word": 0.0}
+        m = {"line_punct": 0.0, "short_lines": 0.0, "dup_chars": 0.0, "newlines_per_word": 0.0, "empty": not lines}
         if not lines:
-            return {**m, "reason": "fineweb_empty"}
+            return m
         m["line_punct"] = sum(1 for line in prose if ends_with_terminal(line)) / len(prose)
         m["short_lines"] = sum(1 for line in prose if len(line) <= self.short_line_length) / len(prose)
         m["dup_chars"] = duplicates(lines)[1] / max(len(text.replace("\n", "")), 1)
         ws = words(mask_math(text) if self.math_aware else text)
         m["newlines_per_word"] = text.count("\n") / max(len(ws), 1)
-        reason = None
-        if m["line_punct"] < self.line_punct_thr and not (m["line_punct"] == 0 and self.line_punct_exclude_zero):
-            reason = "fineweb_line_punct_ratio"
-        elif m["short_lines"] > self.short_line_thr:
-            reason = "fineweb_short_line_ratio"
-        elif m["dup_chars"] > self.char_duplicates_ratio:
-            reason = "fineweb_char_dup_ratio"
-        elif m["newlines_per_word"] > self.new_line_ratio:
-            reason = "fineweb_list_ratio"
-        return {**m, "reason": reason}
+        return m
 
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
-        rows = [self.one(t or "") for t in table.column("text").to_pylist()]
-        return Verdict([r["reason"] for r in rows],
-                       columns={f"{self.name}_{k}": pa.array([r[k] for r in rows], pa.float64())
-                                for k in ("line_punct", "short_lines", "dup_chars", "newlines_per_word")})
+    def decide(self, m: dict, text: str) -> str | None:
+        if m["empty"]:
+            return "fineweb_empty"
+        if m["line_punct"] < self.line_punct_thr and not (m["line_punct"] == 0 and self.line_punct_exclude_zero):
+            return "fineweb_line_punct_ratio"
+        if m["short_lines"] > self.short_line_thr:
+            return "fineweb_short_line_ratio"
+        if m["dup_chars"] > self.char_duplicates_ratio:
+            return "fineweb_char_dup_ratio"
+        if m["newlines_per_word"] > self.new_line_ratio:
+            return "fineweb_list_ratio"
+        return None

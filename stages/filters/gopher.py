@@ -16,17 +16,21 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Stage, Verdict
+from pipeline.document_filter import DocumentFilter
 from stages.filters.text_units import is_symbol_word, mask_math, words
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
 
-class GopherQuality(Stage):
+class GopherQuality(DocumentFilter):
     """Gopher quality rules: document length, mean word length, symbol ratios, bullets/ellipses, letters, stop
     words."""
 
     type: ClassVar[str] = "gopher_quality"
+    measures: ClassVar = {"words": pa.int64(), "avg_word_length": pa.float64(), "hash_ratio": pa.float64(),
+                          "ellipsis_ratio": pa.float64(), "bullet_lines": pa.float64(),
+                          "ellipsis_lines": pa.float64(), "alpha_words": pa.float64(), "stop_words": pa.int64()}
+    prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
     min_doc_words: int | None = 50
@@ -62,7 +66,7 @@ class GopherQuality(Stage):
             "stop_words": len(set(self.stop_words) & set(ws)),
         }
 
-    def decide(self, m: dict) -> str | None:
+    def decide(self, m: dict, text: str) -> str | None:
         if self.min_doc_words and m["words"] < self.min_doc_words:
             return "gopher_short_doc"
         if self.max_doc_words and m["words"] > self.max_doc_words:
@@ -85,10 +89,6 @@ class GopherQuality(Stage):
             return "gopher_few_stop_words"
         return None
 
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
-        rows = [self.measure(t or "") for t in table.column("text").to_pylist()]
-        return Verdict([self.decide(m) for m in rows],
-                       columns={f"{self.name}_{k}": [m[k] for m in rows] for k in rows[0]} if rows else {})
 
 
 def duplicates(items: list[str]) -> tuple[int, int]:
@@ -128,10 +128,11 @@ def duplicate_ngram_chars(ws: list[str], n: int) -> int:
     return chars
 
 
-class GopherRepetition(Stage):
+class GopherRepetition(DocumentFilter):
     """Gopher repetition rules: duplicate paragraphs and lines, top n-grams, duplicated n-grams."""
 
     type: ClassVar[str] = "gopher_repetition"
+    prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
     dup_line_frac: float | None = 0.3
@@ -144,6 +145,11 @@ class GopherRepetition(Stage):
     dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
     math_aware: bool = False
     batch_size: int = Field(256, ge=1)
+
+    def measurement_types(self) -> dict:
+        keys = ["dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"]
+        keys += [f"top_{n}_gram" for n, _ in self.top_n_grams] + [f"dup_{n}_gram" for n, _ in self.dup_n_grams]
+        return {k: pa.float64() for k in keys}
 
     def measure(self, text: str) -> dict:
         length = max(len(text), 1)
@@ -160,7 +166,7 @@ class GopherRepetition(Stage):
             m[f"dup_{n}_gram"] = duplicate_ngram_chars(ws, n) / length
         return m
 
-    def decide(self, text: str, m: dict) -> str | None:
+    def decide(self, m: dict, text: str) -> str | None:
         if not text:
             return "gopher_empty"
         for key in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
@@ -175,8 +181,3 @@ class GopherRepetition(Stage):
                 return f"gopher_duplicated_{n}_grams"
         return None
 
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = [t or "" for t in table.column("text").to_pylist()]
-        rows = [self.measure(t) for t in texts]
-        return Verdict([self.decide(t, m) for t, m in zip(texts, rows)],
-                       columns={f"{self.name}_{k}": [m[k] for m in rows] for k in rows[0]} if rows else {})

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.stage import Stage, Verdict
+from pipeline.document_filter import DocumentFilter
 from stages.filters.text_units import FORMULA
 
 COMMANDS = re.compile(
@@ -68,11 +68,12 @@ def measure(text: str, markup: int | None) -> dict[str, Any]:
             "math_score": 1 - math.exp(-density / 4)}
 
 
-class MathScore(Stage):
+class MathScore(DocumentFilter):
     """Score how mathematical each document is; keep those at or above ``min_score``."""
 
     type: ClassVar[str] = "math_score"
-    column: str = "text"
+    measures: ClassVar = {"math_tex_spans": pa.int64(), "math_latex_commands": pa.int64(), "math_symbols": pa.int64(),
+                          "math_score": pa.float64()}
     min_score: float = Field(0.5, ge=0, le=1)
     #: Optional fastText classifier (path); its probability of ``classifier_label`` decides instead.
     classifier: str | None = None
@@ -98,17 +99,19 @@ class MathScore(Stage):
 
             self._clf = fasttext.load_model(self.classifier)
 
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = [t or "" for t in table.column(self.column).to_pylist()]
+    def measurement_types(self) -> dict:
+        return {**self.measures, **({"math_classifier_score": pa.float64()} if self.classifier else {})}
+
+    def measure_all(self, texts: list[str], table: pa.Table) -> list[dict]:
         markup = table.column("math_formulas").to_pylist() if "math_formulas" in table.column_names \
             else [None] * len(texts)
         rows = [measure(t, m) for t, m in zip(texts, markup)]
-        columns: dict[str, Any] = {k: pa.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
-        decide = [r["math_score"] for r in rows]
-        if self._clf is not None:
+        if self._clf is not None and rows:
             labels, probs = self._clf.predict([" ".join(t.split())[:10_000] for t in texts], k=-1)
-            clf = [dict(zip(lab, p)).get(self.classifier_label, 0.0) for lab, p in zip(labels, probs)]
-            columns["math_classifier_score"] = pa.array([float(c) for c in clf], pa.float64())
-            decide = clf
-        reasons = [None if s >= self.min_score else "not_math" for s in decide]
-        return Verdict(reasons, columns=columns)
+            for r, lab, p in zip(rows, labels, probs):
+                r["math_classifier_score"] = float(dict(zip(lab, p)).get(self.classifier_label, 0.0))
+        return rows
+
+    def decide(self, m: dict, text: str) -> str | None:
+        score = m["math_classifier_score"] if self._clf is not None else m["math_score"]
+        return None if score >= self.min_score else "not_math"

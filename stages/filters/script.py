@@ -6,9 +6,7 @@ import io
 import tokenize
 from typing import ClassVar
 
-import pyarrow as pa
-
-from pipeline.stage import Stage, Verdict
+from pipeline.document_filter import DocumentFilter
 
 
 SCRIPT_RANGES = {
@@ -19,28 +17,23 @@ SCRIPT_RANGES = {
 }
 
 
-class ScriptFilter(Stage):
+class ScriptFilter(DocumentFilter):
     """SwallowCode's optional rule: comments and string literals only in allowed scripts."""
 
     type: ClassVar[str] = "script_filter"
     allowed: list[str] = ["ascii", "japanese"]
 
-    def process(self, table: pa.Table, ctx=None) -> Verdict:
+    def measure(self, text: str) -> dict:
+        """The first comment or string literal with a character outside the allowed scripts (None: none)."""
         ranges = [r for name in self.allowed for r in SCRIPT_RANGES[name]]
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+                if tok.type in (tokenize.COMMENT, tokenize.STRING) and \
+                        not all(any(lo <= ord(c) <= hi for lo, hi in ranges) for c in tok.string):
+                    return {"outside": tok.string[:80]}
+        except (tokenize.TokenError, SyntaxError):
+            pass
+        return {"outside": None}
 
-        def ok(s: str) -> bool:
-            return all(any(lo <= ord(c) <= hi for lo, hi in ranges) for c in s)
-
-        reasons, details = [], []
-        for t in table.column("text").to_pylist():
-            bad = None
-            try:
-                for tok in tokenize.generate_tokens(io.StringIO(t or "").readline):
-                    if tok.type in (tokenize.COMMENT, tokenize.STRING) and not ok(tok.string):
-                        bad = tok.string[:80]
-                        break
-            except (tokenize.TokenError, SyntaxError):
-                pass
-            reasons.append("disallowed_script" if bad else None)
-            details.append(bad)
-        return Verdict(reasons, details=details)
+    def decide(self, m: dict, text: str):
+        return ("disallowed_script", m["outside"]) if m["outside"] else None

@@ -1,0 +1,82 @@
+"""The base of rule filters over one text column: each document is measured, then judged.
+
+A filter declares its measurements (``measures``: column name -> Arrow type; prefixed with the stage's name when
+``prefix_columns``, so two instances in one run do not collide) and writes two functions: ``measure(text)`` -> a
+dict holding at least those measurements, and ``decide(measures, text)`` -> None (kept), a reason, or ``(reason,
+detail)``. The base owns the rest: the per-row loop over ``column`` (any text column; nulls read as ""), the
+measurement columns on kept *and* rejected rows (a new threshold needs no re-measuring), the reasons and details,
+typed columns even on an empty shard, and an optional rewrite of the text (``new_text``: C4 keeps only its kept
+lines).
+
+    class ShortLines(DocumentFilter):
+        type: ClassVar[str] = "short_lines"
+        measures: ClassVar = {"short_line_ratio": pa.float64()}
+        max_ratio: float = 0.5
+
+        def measure(self, text):
+            lines = text.splitlines() or [""]
+            return {"short_line_ratio": sum(len(x) < 30 for x in lines) / len(lines)}
+
+        def decide(self, m, text):
+            return "too_many_short_lines" if m["short_line_ratio"] > self.max_ratio else None
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipeline.stage import Stage
+from pipeline.verdict import Verdict
+
+
+class DocumentFilter(Stage):
+    """A rule filter: ``measure`` each document's text, then ``decide`` (see the module docstring)."""
+
+    #: The text column measured (and, for a filter that rewrites, replaced).
+    column: str = "text"
+    #: Measurement columns and their types, in column order.
+    measures: ClassVar[dict[str, pa.DataType]] = {}
+    #: Name the columns ``<stage name>_<measure>``.
+    prefix_columns: ClassVar[bool] = False
+
+    def measure(self, text: str) -> dict[str, Any]:
+        raise NotImplementedError(f"filter type {self.type!r} does not implement measure()")
+
+    def decide(self, measures: dict[str, Any], text: str) -> str | tuple[str, str | None] | None:
+        raise NotImplementedError(f"filter type {self.type!r} does not implement decide()")
+
+    def measurement_types(self) -> dict[str, pa.DataType]:
+        """The measurement columns of this configuration (a filter whose measures depend on its options
+        overrides it)."""
+        return dict(self.measures)
+
+    def measure_all(self, texts: list[str], table: pa.Table) -> list[dict[str, Any]]:
+        """Every row's measurements; a filter that measures a batch at once (a classifier) overrides it."""
+        return [self.measure(t) for t in texts]
+
+    def new_text(self, text: str, measures: dict[str, Any]) -> str | None:
+        """A kept document's new text, or None to keep it as it is."""
+        return None
+
+    def column_name(self, measure: str) -> str:
+        return f"{self.name}_{measure}" if self.prefix_columns else measure
+
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        texts = [t or "" for t in table.column(self.column).to_pylist()]
+        rows = self.measure_all(texts, table)
+        reasons: list[str | None] = []
+        details: list[str | None] = []
+        for text, m in zip(texts, rows):
+            d = self.decide(m, text)
+            reason, detail = d if isinstance(d, tuple) else (d, None)
+            reasons.append(reason)
+            details.append(detail)
+        columns: dict[str, Any] = {self.column_name(k): pa.array([m[k] for m in rows], t)
+                                   for k, t in self.measurement_types().items()}
+        if type(self).new_text is not DocumentFilter.new_text:
+            old = table.column(self.column).to_pylist()
+            new = [(self.new_text(t, m) if r is None else None) for t, m, r in zip(texts, rows, reasons)]
+            columns[self.column] = pa.array([n if n is not None else o for n, o in zip(new, old)], pa.string())
+        return Verdict(reasons, columns=columns, details=details if any(d is not None for d in details) else None)
