@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import WorkerBroken
+from pipeline.child import start_child, stop_child
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -57,36 +57,31 @@ class Sandbox:
         self.restarts = 0
 
     def _start(self) -> None:
-        """A fresh child. One that dies while starting (killed from outside) is started again, up to three times;
-        then the worker itself is broken (``WorkerBroken``: the executor replaces it and retries the task), never
-        a row's verdict. A setup that raises is an error of the configuration or environment (RuntimeError)."""
-        for attempt in range(3):
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
-            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sandbox"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=env, cwd=ROOT)
-            try:
-                _send(self.proc.stdin, (self.target, self.setup, self.setup_args))
-                status, value = self._receive(self.start_timeout_s)
-            except (BrokenPipeError, OSError) as exc:
-                status, value = "died", f"the worker process died ({type(exc).__name__})"
-            if status == "ok":
-                return
-            self.close()
-            if status == "error":
-                raise RuntimeError(f"sandbox for {self.target} did not start: {value}")
-        raise WorkerBroken(f"sandbox for {self.target} died while starting, three times: {value}")
+        """A fresh child, supervised by ``pipeline.child``: one killed while starting is started again (three
+        times, then ``WorkerBroken``); a setup that raises is an error of the configuration (RuntimeError)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
 
-    def _receive(self, timeout: float) -> tuple[str, Any]:
-        out = self.proc.stdout
-        ready, _, _ = select.select([out], [], [], timeout)
+        def handshake(proc):
+            _send(proc.stdin, (self.target, self.setup, self.setup_args))
+            status, value = self._receive(self.start_timeout_s, proc)
+            if status == "timeout":  # a machine too busy to start it in time: like a kill, tried again
+                return "died", f"no answer within {self.start_timeout_s:g} s"
+            return status, value
+
+        self.proc, _ = start_child([sys.executable, "-m", "pipeline.sandbox"], what=f"sandbox for {self.target}",
+                                   env=env, cwd=ROOT, handshake=handshake)
+
+    def _receive(self, timeout: float, proc: subprocess.Popen | None = None) -> tuple[str, Any]:
+        proc = proc or self.proc
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
         if not ready:
             return "timeout", None
         try:
-            (n,) = struct.unpack("<Q", _read_exact(out, 8))
-            return pickle.loads(_read_exact(out, n))
+            (n,) = struct.unpack("<Q", _read_exact(proc.stdout, 8))
+            return pickle.loads(_read_exact(proc.stdout, n))
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            code = self.proc.poll()
+            code = proc.poll()
             return "died", f"the worker process died ({type(exc).__name__}, exit code {code})"
 
     def call(self, *args, timeout_s: float) -> tuple[str, Any]:
@@ -114,18 +109,7 @@ class Sandbox:
         return status, value
 
     def close(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
+        stop_child(self.proc)
         self.proc = None
 
 

@@ -1,6 +1,6 @@
 """Warm pylint fork server: every file is linted in a fresh child forked from one warm parent.
 
-Started as a plain script (``python [-S -s] lint_server.py SOCKET PYLIB WARM_JSON PYLINT_ARGS...``), never
+Started as a plain script (``python [-S -s] lint_server.py SOCKET PYLIB CONFIG_JSON PYLINT_ARGS...``), never
 imported by the parent, so that its interpreter state is that of ``python -m pylint``: only the standard library
 and pylint are imported, and ``sys.path`` is the interpreter's (the script's folder is removed, as pylint's
 ``modify_sys_path`` does). Anything more (the project, pyarrow, ...) can change how astroid resolves imports and
@@ -215,7 +215,7 @@ def main() -> None:
     except BrokenPipeError:  # the owner died before we were ready
         pass
     finally:
-        root = os.environ.get("SWALLOW_LINT_ROOT")
+        root = json.loads(sys.argv[3]).get("root") if len(sys.argv) > 3 else None
         if root:
             shutil.rmtree(root, ignore_errors=True)
 

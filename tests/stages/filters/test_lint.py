@@ -20,8 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.filters.lint import (SWALLOWCODE_DISABLE, LintFilter, PylintWorker, cli_command, comment_ratio, lint_env,
-                                 module_name, pylint_args, pylint_library)
+from stages.filters.lint import LintFilter
+from stages.filters.lint_client import PylintWorker
+from stages.filters.lint_isolation import cli_command, lint_env, pylint_library
+from stages.filters.lint_score import SWALLOWCODE_DISABLE, comment_ratio, module_name, pylint_args
 from stages.filters.syntax import syntax_check
 from tests.conftest import ROOT
 from tests.helpers import compiles, table_of
@@ -128,6 +130,26 @@ def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_sess
     assert not differ, differ[:5]
     assert alone == cli[:4]
     assert len(set(cli)) > 10  # a real spread of scores, not a constant
+
+
+@pytest.mark.fast
+def test_scores_do_not_depend_on_the_callers_environment(tmp_path, pylib, monkeypatch):
+    """The caller's environment variables never reach pylint. Regression: the lint process inherited them, and
+    astroid infers through ``os.environ``; the standard library's ``wsgiref/handlers.py`` scored 8.18 from one
+    shell and 8.39 from the same shell with 14 more variables, and the worker and the CLI disagreed in CI
+    (8.39 / 8.18). Here: the CLI and a worker from a plain and from a crowded environment all agree."""
+    text = (Path(sysconfig.get_paths()["stdlib"]) / "wsgiref" / "handlers.py").read_text()
+    got = [cli_score(text, tmp_path / "plain", pylib)]
+    for j in range(40):
+        monkeypatch.setenv(f"SWALLOW_TEST_VAR_{j}", "y" * (17 * j % 300))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    got.append(cli_score(text, tmp_path / "crowded", pylib))
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=120)
+    try:
+        got += scores(w, [text])
+    finally:
+        w.close()
+    assert got[0] == got[1] == got[2], got
 
 
 @shared

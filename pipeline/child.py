@@ -1,0 +1,90 @@
+"""Supervision of a helper child process: start it, wait until it says it is ready, tell a kill from a fault, stop it.
+
+Two kinds of helpers use it: the sandbox (``pipeline/sandbox.py``: one function, one input at a time) and the
+lint fork server (``stages/filters/lint_client.py``). The rules are the same for both and live here once:
+
+* a child killed by a signal while starting (the OOM killer, a person, a fault test) is started again, three
+  times; then the worker itself is broken (``WorkerBroken``: the executor replaces it and retries the task),
+  never a row's verdict;
+* a child that starts and reports an error, or does not say it is ready in time, is an error of the configuration
+  or the environment (``RuntimeError``, with what it said);
+* stopping kills it (no graceful teardown: it holds nothing that must be saved), reaps it and closes its pipes.
+"""
+
+from __future__ import annotations
+
+import select
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import WorkerBroken
+
+#: A handshake reads the new child's first answer: ("ok", value) | ("error", detail) | ("died", detail).
+Handshake = Callable[[subprocess.Popen], tuple[str, Any]]
+
+
+def start_child(argv: list[str], *, what: str, env: dict[str, str], cwd: str, handshake: Handshake | None,
+                text: bool = False, quiet: bool = False, tries: int = 3) -> tuple[subprocess.Popen, Any]:
+    """(process, what its handshake returned). ``handshake`` None: do not wait (the caller checks later).
+    ``text``: line-buffered text pipes; ``quiet``: its stderr is dropped (else it is the caller's)."""
+    detail: Any = None
+    for _ in range(tries):
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+                                if quiet else None, env=env, cwd=cwd, text=text, bufsize=1 if text else -1)
+        if handshake is None:
+            return proc, None
+        try:
+            status, detail = handshake(proc)
+        except (BrokenPipeError, OSError) as exc:
+            status, detail = "died", f"{type(exc).__name__}"
+        if status == "ok":
+            return proc, detail
+        stop_child(proc)
+        if status != "died":
+            raise RuntimeError(f"{what} did not start: {detail}")
+    raise WorkerBroken(f"{what} was killed while starting, {tries} times ({detail})")
+
+
+def ready_line(timeout_s: float) -> Handshake:
+    """A handshake for a child that prints one line when ready: ("ok", line); its death by a signal before that
+    line is ("died", ...); an exit or silence past ``timeout_s`` is ("error", ...)."""
+
+    def handshake(proc: subprocess.Popen) -> tuple[str, Any]:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        line = proc.stdout.readline() if ready else ""
+        if line:
+            return "ok", line
+        code = proc.poll()
+        if ready and code is None:  # its stdout closed: it is exiting, wait for how
+            try:
+                code = proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if code is not None and code < 0:
+            return "died", f"signal {-code}"
+        return "error", f"no answer within {timeout_s:g} s (exit code {code})"
+
+    return handshake
+
+
+def alive(proc: subprocess.Popen | None) -> bool:
+    return proc is not None and proc.poll() is None
+
+
+def stop_child(proc: subprocess.Popen | None, wait_s: float = 10.0) -> None:
+    """Kill (if still running), reap and close the pipes; safe to call twice."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        pass
+    for f in (proc.stdin, proc.stdout):
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
