@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline import plugins
 from pipeline.component import Component
 from pipeline.errors import ConfigError
+from pipeline.where import columns as where_columns
 
 __all__ = ["ConfigError", "PipelineConfig", "load_config", "dump_config"]
 
@@ -113,6 +114,25 @@ def build_component(where: str, prefix: str, raw: Any, role: str) -> Any:
         raise ConfigError(_errors(where, prefix, exc)) from None
 
 
+def check_columns(where: str, source: Any, stages: list[Any]) -> None:
+    """Every column a stage reads (``Stage.reads``: its ``column``, its ``where:``) is made by the source or an
+    earlier stage (``makes``); else a config error naming the stage, the column and what is there. Stops where
+    the columns are known only from the data (a ``records`` source, a stage that declares nothing)."""
+    have = source.makes()
+    for s in stages:
+        if have is None:
+            return
+        missing = sorted(s.reads() - have)
+        if missing:
+            col = missing[0]
+            key = ".column" if col == getattr(s, "column", None) else ".where" if s.where and col in \
+                where_columns(s.where) else ""
+            raise ConfigError(f"{where}: stages.{s.name}{key}: no column {col!r} here: neither the source "
+                              f"({source.type}) nor an earlier stage makes it (columns: {', '.join(sorted(have))})")
+        made = s.makes()
+        have = None if made is None else have | made
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 raw: dict | None = None) -> PipelineConfig:
     """Read, override and validate a pipeline config; raise ConfigError naming the file and key."""
@@ -148,6 +168,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if isinstance(s, dict) and (s.get("name") or s.get("type")):
             label = f"stages.{s.get('name') or s.get('type')}"
         built.append(build_component(where, label, s, "stage"))
+    check_columns(where, source, built)
     names = [source.name] + [s.name for s in built]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -60,6 +60,10 @@ class DocumentFilter(Stage):
         """A kept document's new text, or None to keep it as it is."""
         return None
 
+    def makes(self) -> set[str]:
+        rewrites = type(self).new_text is not DocumentFilter.new_text
+        return {self.column_name(k) for k in self.measurement_types()} | ({self.column} if rewrites else set())
+
     def column_name(self, measure: str) -> str:
         return f"{self.name}_{measure}" if self.prefix_columns else measure
 

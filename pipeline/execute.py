@@ -49,7 +49,7 @@ def safe_process(stage: Component, batch: pa.Table, ctx: ShardContext | None = N
     """Run ``stage.process``; if the batch raises, retry row by row and reject only the rows that raise."""
     try:
         verdict = stage.process(batch, ctx)
-        verdict.check(len(batch), stage.name)
+        verdict.check(len(batch), stage.name, stage.makes() if hasattr(stage, "makes") else None)
         return verdict
     except (AssertionError, WorkerBroken):  # a framework bug, or a broken worker (retried elsewhere)
         raise

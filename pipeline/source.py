@@ -42,6 +42,10 @@ class Source(Component):
     def phases(self) -> list[Phase]:
         return [SourcePhase()]
 
+    def makes(self) -> set[str] | None:
+        """The columns of the rows it reads; None: known only from the data (then stages' reads go unchecked)."""
+        return None
+
     def expand(self) -> list[str]:
         """The input files, sorted, with directories and globs expanded; error naming a missing path."""
         files: list[str] = []

@@ -24,7 +24,7 @@ from pipeline.errors import WorkerBroken
 from pipeline.execute import ApplyPhase
 from pipeline.phase import Phase
 from pipeline.verdict import Verdict
-from pipeline.where import parse
+from pipeline.where import columns, parse
 
 if TYPE_CHECKING:
     from pipeline.shards import StageDir
@@ -52,6 +52,19 @@ class Stage(Component):
 
     def phases(self) -> list[Phase]:
         return [ApplyPhase()]
+
+    def reads(self) -> set[str]:
+        """The columns this configuration reads: its ``column`` key where it has one, the names in its ``where:``
+        and what a subclass adds. Checked when a config is loaded (``check_columns``): a column that neither the
+        source nor an earlier stage makes is a config error, named before anything runs."""
+        names = set(columns(self.where)) if self.where else set()
+        col = getattr(self, "column", None)
+        return names | ({col} if isinstance(col, str) else set())
+
+    def makes(self) -> set[str] | None:
+        """The columns ``process`` returns (added or replaced), checked on every verdict; None: not declared
+        (then what later stages read is not checked against it)."""
+        return None
 
     def process(self, table: pa.Table, ctx: "ShardContext | None" = None) -> Verdict:
         raise NotImplementedError(f"stage type {self.type!r} does not implement process()")

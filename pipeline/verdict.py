@@ -22,8 +22,12 @@ class Verdict:
     #: Additive counters for the stats file (e.g. tokens generated).
     counters: dict[str, float] = field(default_factory=dict)
 
-    def check(self, n: int, stage: str) -> None:
-        """Fail loudly if the verdict does not cover exactly ``n`` rows: that would lose or invent records."""
+    def check(self, n: int, stage: str, declared: set[str] | None = None) -> None:
+        """Fail loudly if the verdict does not cover exactly ``n`` rows (that would lose or invent records), or
+        returns a column the stage does not declare (``declared``: its ``makes()``; None: not declared)."""
+        if declared is not None and set(self.columns) - declared:
+            raise AssertionError(f"stage {stage}: returned columns {sorted(set(self.columns) - declared)} that its "
+                                 f"makes() does not declare ({sorted(declared)})")
         if len(self.reasons) != n:
             raise AssertionError(f"stage {stage}: verdict has {len(self.reasons)} reasons for {n} rows")
         for name, col in self.columns.items():

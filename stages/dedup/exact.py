@@ -97,6 +97,12 @@ class ExactDedup(GlobalStage):
             raise ValueError("survivor: highest needs survivor_column (a numeric column, e.g. lint_score)")
         return self
 
+    def reads(self) -> set[str]:
+        return super().reads() | ({self.survivor_column} if self.survivor_column else set())
+
+    def makes(self) -> set[str]:
+        return {"duplicate_of", "dup_group_size"}
+
     def scan(self, table: pa.Table, ctx=None) -> pa.Table:
         texts = table.column(self.column).to_pylist()
         digests = [hashlib.blake2b(normalise(t, self.normalize).encode("utf-8", "surrogatepass"),

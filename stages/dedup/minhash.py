@@ -93,6 +93,12 @@ class MinhashDedup(GlobalStage):
             raise ValueError(f"bands x rows = {self.bands * self.rows} > num_perm {self.num_perm}")
         return self
 
+    def reads(self) -> set[str]:
+        return super().reads() | ({self.survivor_column} if self.survivor_column else set())
+
+    def makes(self) -> set[str]:
+        return {"minhash_cluster", "minhash_cluster_size", "duplicate_of"}
+
     # -- parameters -----------------------------------------------------------------------------------------
     def lsh_params(self) -> tuple[int, int]:
         if self.threshold is None:

@@ -144,6 +144,12 @@ class Extract(Stage):
     batch_size: int = Field(64, ge=1)
     _box: Any = PrivateAttr(None)
 
+    def reads(self) -> set[str]:
+        return super().reads() | {"text"}  # a WET conversion record's text, extracted by the crawler
+
+    def makes(self) -> set[str]:
+        return {"text", "math_formulas", "extract_method", self.column}
+
     def preflight(self) -> list[str]:
         import importlib.util
 

@@ -90,5 +90,8 @@ class LanguageId(Stage):
         return Verdict(reasons, columns={"language": pa.array(langs, pa.string()),
                                          "language_score": pa.array(scores, pa.float64())}, details=details)
 
+    def makes(self) -> set[str]:
+        return {"language", "language_score"}
+
     def shard_info(self) -> dict[str, Any]:
         return {"language_model": os.path.basename(self.model)}

@@ -102,6 +102,9 @@ class C4Filter(DocumentFilter):
     def new_text(self, text: str, m: dict) -> str:
         return m["text"]  # a kept document keeps its kept lines (as C4 does)
 
+    def makes(self) -> set[str]:
+        return super().makes() | ({f"text_before_{self.name}"} if self.keep_original else set())
+
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         verdict = super().process(table, ctx)
         if self.keep_original:

@@ -36,9 +36,14 @@ class LintFilter(Stage):
     #: same score on every machine) or ``inherit`` (every package installed where the worker runs).
     environment: Literal["stdlib", "inherit"] = "stdlib"
     batch_size: int = Field(64, ge=1)
+    #: Column holding the code.
+    column: str = "text"
     _worker: PylintWorker | None = PrivateAttr(None)
     #: Where the node's lint server listens (set by ``prestart`` in the driver of a local run).
     _server: dict | None = PrivateAttr(None)
+
+    def makes(self) -> set[str]:
+        return {"pylint_score", "comment_ratio", "lint_score"}
 
     def prestart(self, local: bool) -> LintServer | None:
         """A local run's driver starts the node's warm server before Ray, so it warms up while Ray and the earlier
@@ -76,7 +81,7 @@ class LintFilter(Stage):
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         if self._worker is None:
             raise NotSetUp("lint_filter: process() before setup()")
-        texts = table.column("text").to_pylist()
+        texts = table.column(self.column).to_pylist()
         langs = table.column("language").to_pylist() if "language" in table.column_names else ["python"] * len(texts)
         skip = {"raw": None, "ratio": None, "final": None, "reason": None, "detail": None}
         rows = [self.lint_one(text or "") if lang == "python" else skip for text, lang in zip(texts, langs)]

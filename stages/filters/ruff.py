@@ -31,9 +31,14 @@ class RuffGate(Stage):
     select: list[str] = ["E9", "F63", "F7", "F82", "F821", "F811", "E711", "E712", "F401", "F841"]
     #: Reject when violations / non-empty lines exceeds this.
     max_violations_per_line: float = 0.3
+    #: Column holding the code.
+    column: str = "text"
+
+    def makes(self) -> set[str]:
+        return {"ruff_violations"}
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = table.column("text").to_pylist()
+        texts = table.column(self.column).to_pylist()
         with tempfile.TemporaryDirectory(prefix="swallow-ruff-") as tmp:
             names = []
             for i, t in enumerate(texts):
@@ -61,9 +66,14 @@ class RuffFormat(Stage):
 
     type: ClassVar[str] = "ruff_format"
     line_length: int = 88
+    #: Column formatted; the original is kept in ``<column>_unformatted``.
+    column: str = "text"
+
+    def makes(self) -> set[str]:
+        return {self.column, f"{self.column}_unformatted"}
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = table.column("text").to_pylist()
+        texts = table.column(self.column).to_pylist()
         out, reasons, details = [], [], []
         for t in texts:
             proc = subprocess.run([ruff_bin(), "format", "--isolated", f"--line-length={self.line_length}",
@@ -73,4 +83,4 @@ class RuffFormat(Stage):
                 out.append(proc.stdout), reasons.append(None), details.append(None)
             else:
                 out.append(t), reasons.append("format_error"), details.append(proc.stderr.strip()[:500])
-        return Verdict(reasons, columns={"text": out, "text_unformatted": texts}, details=details)
+        return Verdict(reasons, columns={self.column: out, f"{self.column}_unformatted": texts}, details=details)

@@ -41,6 +41,9 @@ class SyntaxFilter(Stage):
     #: Column holding the code (``text``; the rewrite stage checks its own output column).
     column: str = "text"
 
+    def makes(self) -> set[str]:
+        return set()
+
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         texts = table.column(self.column).to_pylist()
         langs = table.column("language").to_pylist() if "language" in table.column_names else ["python"] * len(texts)

@@ -44,6 +44,12 @@ def decode_source(data: bytes) -> tuple[str | None, str | None, str | None]:
         return None, "undecodable", f"not UTF-8: {exc}"
 
 
+#: The columns of every row the code source writes (plus ``keep_columns``).
+ROW_TYPES = {"id": pa.string(), "text": pa.string(), "source_file": pa.string(), "source_offset": pa.int64(),
+             "repo": pa.string(), "path": pa.string(), "license": pa.string(), "blob_id": pa.string(),
+             "language": pa.string(), "reason": pa.string(), "detail": pa.string()}
+
+
 class CodeSource(Source):
     """Code corpora: Parquet or JSONL(.gz) files (The Stack v2 layout), a ``datasets`` name, or source trees."""
 
@@ -234,12 +240,12 @@ class CodeSource(Source):
                 for i, row in enumerate(ds.select(range(start, stop)))]
         return self._rows_to_table(rows)
 
+    def makes(self) -> set[str]:
+        return set(ROW_TYPES) | set(self.keep_columns)
+
     def _rows_to_table(self, rows: list[dict]) -> pa.Table:
         rows = [clean_row(r) for r in rows]
-        types = {"id": pa.string(), "text": pa.string(), "source_file": pa.string(), "source_offset": pa.int64(),
-                 "repo": pa.string(), "path": pa.string(), "license": pa.string(), "blob_id": pa.string(),
-                 "language": pa.string(), "reason": pa.string(), "detail": pa.string()}
-        cols = {c: pa.array([r.get(c) for r in rows], t) for c, t in types.items()}
+        cols = {c: pa.array([r.get(c) for r in rows], t) for c, t in ROW_TYPES.items()}
         for c in self.keep_columns:
             cols[c] = pa.array([r.get(c) for r in rows])
         return pa.table(cols)

@@ -29,6 +29,9 @@ class DocumentSource(Source):
     #: Reject documents longer than this many characters as ``too_large``.
     max_chars: int = 1_000_000
 
+    def makes(self) -> set[str]:
+        return set(ROW_SCHEMA.names)
+
     def plan(self) -> list[dict[str, Any]]:
         """Parquet files by row group (a big file spreads over many shards), JSONL files whole."""
         items: list[tuple[Any, int]] = []

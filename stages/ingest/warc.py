@@ -125,6 +125,9 @@ class WarcSource(Source):
     #: Target bytes of compressed input per shard (files are never split; small ones are grouped).
     shard_bytes: int = 512 * 2**20
 
+    def makes(self) -> set[str]:
+        return set(COLUMNS)
+
     def expand(self) -> list[str]:
         out: list[str] = []
         for p in self.paths:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipeline.stage import Verdict
-from stages.rewrite.stage import Rewrite
+from stages.rewrite.llm import LlmStage
 
 SCHEMA = {
     "type": "object",
@@ -42,7 +42,7 @@ def parse_score(generation: str | None) -> tuple[float | None, str | None]:
     return float(score), reason if isinstance(reason, str) else None
 
 
-class LlmScore(Rewrite):
+class LlmScore(LlmStage):
     """Grade each document 0-10 with an LLM (JSON answer); ``llm_score`` / ``llm_score_reason`` columns."""
 
     type: ClassVar[str] = "llm_score"
@@ -51,6 +51,9 @@ class LlmScore(Rewrite):
     min_score: float | None = None
     #: JSON schema the answer must follow (vLLM structured outputs); the default is SCHEMA above.
     json_schema: dict[str, Any] | None = None
+
+    def makes(self) -> set[str]:
+        return {"llm_score", "llm_score_reason", *self.common_column_names()}
 
     def sampling(self):
         from vllm.sampling_params import StructuredOutputsParams

