@@ -4,7 +4,7 @@ Every record header the reader passes is one row or one counted non-row (``recor
 equal warcio's own reading of the same record headers; a record whose ``Content-Length`` lies (larger: it runs into
 the next records or past the file's end; smaller: it stops inside its own content; swallowing exactly two records
 so that its end lands on a clean trailer) is one ``bad_content_length`` row and every other record reads exactly
-as in the undamaged file. Plain and gzip, several victims per file.
+as in the undamaged file. Plain and gzip, several victims per file; a WARC written in the test for the fast tier.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import pytest
 from stages.ingest.warc import WarcSource
 from tests.hostile.warc_files import (block_of, declared, pack, records_of, warcio_types, with_block, with_length)
 
-pytestmark = pytest.mark.shared_data
-
-FILES = ["dolma_sample-0000.warc.gz", "pywb_iana.org.warc.gz", "clueweb09-ja_quirk.warc.gz"]
+#: A WARC written in the test (the fast tier) and real files (read from ../shared/data).
+SYNTHETIC = pytest.param("synthetic", marks=pytest.mark.fast)
+FILES = [SYNTHETIC] + [pytest.param(f, marks=pytest.mark.shared_data)
+                       for f in ("dolma_sample-0000.warc.gz", "pywb_iana.org.warc.gz", "clueweb09-ja_quirk.warc.gz")]
+ONE = [SYNTHETIC, pytest.param("dolma_sample-0000.warc.gz", marks=pytest.mark.shared_data)]
 
 
 def read(path, **kw) -> tuple[list[dict], collections.Counter]:
@@ -89,10 +91,11 @@ def read_one(tmp_path, raw: bytes, compressed: bool) -> list[dict]:
 
 @pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "plain"])
 @pytest.mark.parametrize("where", ["http_header", "meta"])
-def test_an_exotic_charset_is_that_records_business(tmp_path, compressed, where):
+@pytest.mark.parametrize("name", ONE)
+def test_an_exotic_charset_is_that_records_business(tmp_path, name, compressed, where):
     """``charset=punycode`` (or idna, or a bytes codec) in the HTTP header or a ``<meta>``: Python's codec raises
     outside UnicodeDecodeError; the record still gets its row (decoded another way) and its neighbours theirs."""
-    records = records_of("dolma_sample-0000.warc.gz")
+    records = records_of(name)
     clean = tmp_path / "clean.warc"
     clean.write_bytes(pack(records, compressed))
     want = by_record_id(read(clean)[0])
@@ -120,8 +123,9 @@ def test_an_exotic_charset_is_that_records_business(tmp_path, compressed, where)
 
 
 @pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "plain"])
-def test_junk_between_records_is_one_row_and_blames_no_record(tmp_path, compressed):
-    records = records_of("dolma_sample-0000.warc.gz")
+@pytest.mark.parametrize("name", ONE)
+def test_junk_between_records_is_one_row_and_blames_no_record(tmp_path, name, compressed):
+    records = records_of(name)
     want = by_record_id(read_one_file(tmp_path, pack(records, compressed)))
     for v in victims(records):
         junk = b"<html>WARC/1.0 is not a header here\r\n" * 30
@@ -143,10 +147,11 @@ def read_one_file(tmp_path, data: bytes) -> list[dict]:
 
 
 @pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "plain"])
-def test_broken_headers_are_rows_and_the_next_record_is_read(tmp_path, compressed):
+@pytest.mark.parametrize("name", ONE)
+def test_broken_headers_are_rows_and_the_next_record_is_read(tmp_path, name, compressed):
     """A header with no Content-Length, a non-numeric one, one over 64 KB, a version line only: each is one
     ``corrupt_record`` row where it stood; every other record is read as before."""
-    records = records_of("dolma_sample-0000.warc.gz")
+    records = records_of(name)
     want = by_record_id(read_one_file(tmp_path, pack(records, compressed)))
     v = victims(records)[1]
     vid = next(iter(by_record_id(read_one(tmp_path, records[v], compressed))))

@@ -14,8 +14,45 @@ from tests.conftest import WARC
 LENGTH = re.compile(rb"(?im)^content-length:[ \t]*(\d+)[ \t]*\r?$")
 
 
+def synthetic_records() -> list[bytes]:
+    """A small WARC written by warcio (no shared data: the fast tier): warcinfo, then request/response pairs whose
+    HTML pages differ in size, charset and language, and a metadata record at the end."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    def one(make) -> bytes:
+        buf = io.BytesIO()
+        writer = WARCWriter(buf, gzip=False)
+        writer.write_record(make(writer))
+        return buf.getvalue()
+
+    out = [one(lambda w: w.create_warcinfo_record("synthetic.warc", {"software": "tests"}))]
+    pages = [("en", "utf-8", "<p>An English paragraph about rivers and the sea.</p>" * 40),
+             ("ja", "euc-jp", "<p>日本語の段落です。川と海について書かれています。</p>" * 30),
+             ("de", "iso-8859-1", "<p>Ein Absatz über Flüsse und das Meer, größer als gedacht.</p>" * 25),
+             ("en", "utf-8", "<p>Short.</p>"),
+             ("fr", "utf-8", "<p>Un paragraphe sur les rivières et la mer, écrit en français.</p>" * 60),
+             ("en", "utf-8", "<table>" + "<tr><td>cell</td></tr>" * 300 + "</table>")]
+    for i, (lang, charset, body) in enumerate(pages):
+        url = f"http://example.org/{lang}/{i}.html"
+        html = f'<html lang="{lang}"><head><meta charset="{charset}"><title>p{i}</title></head><body>{body}' \
+               f'</body></html>'.encode(charset)
+        out.append(one(lambda w, url=url: w.create_warc_record(url, "request", payload=io.BytesIO(
+            f"GET /{i}.html HTTP/1.1\r\nHost: example.org\r\n\r\n".encode()))))
+        http = StatusAndHeaders("200 OK", [("Content-Type", f"text/html; charset={charset}"),
+                                           ("Content-Length", str(len(html)))], protocol="HTTP/1.1")
+        out.append(one(lambda w, url=url, html=html, http=http: w.create_warc_record(
+            url, "response", payload=io.BytesIO(html), http_headers=http)))
+    out.append(one(lambda w: w.create_warc_record("http://example.org/meta", "metadata",
+                                                  payload=io.BytesIO(b"fetchTimeMs: 12\r\n"))))
+    return out
+
+
 def records_of(name: str) -> list[bytes]:
-    """The raw records (header, block, trailer) of a real per-record-gzip WARC file, one per member."""
+    """The raw records (header, block, trailer) of a real per-record-gzip WARC file, one per member;
+    ``synthetic``: ``synthetic_records()``."""
+    if name == "synthetic":
+        return synthetic_records()
     data = (WARC / name).read_bytes()
     out = []
     while data:

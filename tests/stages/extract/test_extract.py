@@ -50,6 +50,7 @@ def test_general_quality_not_lowered():
     assert a["precision"] >= b["precision"] - 0.01 and a["recall"] >= b["recall"] - 0.01, (a, b)
 
 
+@pytest.mark.fast
 def test_each_kind_of_math_markup():
     from lxml import html as lhtml
 
@@ -79,6 +80,7 @@ def test_each_kind_of_math_markup():
     assert bbcode_math("a [math]x^2[/math] b [itex]y[/itex]") == "a $$x^2$$ b $y$"
 
 
+@pytest.mark.fast
 def test_code_blocks_keep_their_line_breaks():
     setup_worker(OPTIONS)
     page = ("<html><body><article><p>" + "Some words of the article that explain the code below. " * 5 +
@@ -87,6 +89,7 @@ def test_code_blocks_keep_their_line_breaks():
     assert "def f(x):\n    if x:\n        return 1" in extract_page(page, None)["text"]
 
 
+@pytest.mark.fast
 def test_a_page_that_hangs_the_extractor_is_rejected_and_the_stage_goes_on():
     """A pathological page (60,000 unclosed inline tags: seconds of work) hits the time limit: that page is
     ``extract_timeout``, the worker process is replaced, the next page is extracted."""

@@ -31,6 +31,7 @@ from tests.helpers import compiles, table_of
 shared = pytest.mark.shared_data
 
 
+@pytest.mark.fast
 def test_comment_ratio_definition():
     ratio, has_code = comment_ratio("# a\nx = 1  # b\n")
     # tokens: COMMENT NL NAME OP NUMBER COMMENT NEWLINE ENDMARKER -> 2 comments of 8 tokens
@@ -185,6 +186,7 @@ def test_the_stdlib_environment_does_not_see_installed_packages(tmp_path, pylib)
     assert iso[0] == cli_score(uses_yaml, tmp_path / "cli", pylib)
 
 
+@pytest.mark.fast
 def test_scores_and_decision_columns():
     """final = raw x (1 - ratio), the threshold applies to it; an all-comment file scores 0."""
     stage = LintFilter(min_score=7.0, warm_modules=[])
@@ -204,6 +206,7 @@ def test_scores_and_decision_columns():
     assert v.columns["lint_score"].to_pylist()[1] == 0.0 and v.reasons[1] == "low_lint_score"
 
 
+@pytest.mark.fast
 def test_process_before_setup_is_an_error():
     from pipeline.component import NotSetUp
 
@@ -216,6 +219,7 @@ def test_process_before_setup_is_an_error():
 BIG = "\n".join(f"def f{i}(a, b):\n    return a + b * {i}\n" for i in range(3000))  # ~2 s of pylint
 
 
+@pytest.mark.fast
 def test_timeout_kills_only_that_files_child():
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=0.5, warm_modules=[])
     try:
@@ -285,6 +289,7 @@ def test_a_server_that_dies_is_replaced_and_the_file_linted_again():
         w.close()
 
 
+@pytest.mark.fast
 def test_pylint_internal_crash_on_deep_nesting_is_lint_error():
     deep = "a = 1\nx = " + " + ".join(["a"] * 2000) + "\n"
     assert syntax_check(deep) == (None, None)  # CPython accepts it; pylint's AST builder recurses too deep
@@ -298,6 +303,7 @@ def test_pylint_internal_crash_on_deep_nesting_is_lint_error():
     assert v.reasons[1] is None
 
 
+@pytest.mark.fast
 def test_module_names_never_leave_the_lint_folder():
     """The file name comes from the content: a hostile id or path cannot name a file outside the folder."""
     assert re.fullmatch(r"m_[0-9a-f]{16}", module_name("x = 1\n"))

@@ -57,6 +57,7 @@ def test_same_verdicts_as_datatrove(extracted_pages):
         assert 0 < kept < len(texts)  # the rules bite on this data, both ways
 
 
+@pytest.mark.fast
 def test_math_aware_rules_keep_latex():
     """C4's curly-bracket rule and Gopher's letter rule reject LaTeX-heavy text; the math-aware settings do not."""
     para = ("We compute the integral of the function over the interval and find the value below. "
