@@ -22,7 +22,15 @@ from stages.filters.text_units import is_symbol_word, mask_math, words
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
 
-class GopherQuality(DocumentFilter):
+class GopherFilter(DocumentFilter):
+    """What both Gopher filters share: word tokenisation (spaCy, regex) and columns named after the stage."""
+
+    prefix_columns: ClassVar = True
+    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
+    extra: ClassVar[str] = "web"
+
+
+class GopherQuality(GopherFilter):
     """Gopher quality rules: document length, mean word length, symbol ratios, bullets/ellipses, letters, stop
     words."""
 
@@ -30,9 +38,6 @@ class GopherQuality(DocumentFilter):
     measures: ClassVar = {"words": pa.int64(), "avg_word_length": pa.float64(), "hash_ratio": pa.float64(),
                           "ellipsis_ratio": pa.float64(), "bullet_lines": pa.float64(),
                           "ellipsis_lines": pa.float64(), "alpha_words": pa.float64(), "stop_words": pa.int64()}
-    prefix_columns: ClassVar = True
-    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
-    extra: ClassVar[str] = "web"
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100_000
     min_avg_word_length: float | None = 3
@@ -128,13 +133,10 @@ def duplicate_ngram_chars(ws: list[str], n: int) -> int:
     return chars
 
 
-class GopherRepetition(DocumentFilter):
+class GopherRepetition(GopherFilter):
     """Gopher repetition rules: duplicate paragraphs and lines, top n-grams, duplicated n-grams."""
 
     type: ClassVar[str] = "gopher_repetition"
-    prefix_columns: ClassVar = True
-    requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
-    extra: ClassVar[str] = "web"
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
     dup_line_char_frac: float | None = 0.2
