@@ -25,13 +25,12 @@ Handshake = Callable[[subprocess.Popen], tuple[str, Any]]
 
 
 def start_child(argv: list[str], *, what: str, env: dict[str, str], cwd: str, handshake: Handshake | None,
-                text: bool = False, quiet: bool = False, tries: int = 3) -> tuple[subprocess.Popen, Any]:
+                text: bool = False, stderr: Any = None, tries: int = 3) -> tuple[subprocess.Popen, Any]:
     """(process, what its handshake returned). ``handshake`` None: do not wait (the caller checks later).
-    ``text``: line-buffered text pipes; ``quiet``: its stderr is dropped (else it is the caller's)."""
+    ``text``: line-buffered text pipes; ``stderr``: where its stderr goes (a file; None: the caller's)."""
     detail: Any = None
     for _ in range(tries):
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-                                if quiet else None, env=env, cwd=cwd, text=text, bufsize=1 if text else -1)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd, text=text, bufsize=1 if text else -1)
         if handshake is None:
             return proc, None
         try:
@@ -63,7 +62,9 @@ def ready_line(timeout_s: float) -> Handshake:
                 pass
         if code is not None and code < 0:
             return "died", f"signal {-code}"
-        return "error", f"no answer within {timeout_s:g} s (exit code {code})"
+        if code is not None:
+            return "error", f"it exited with code {code} before it was ready"
+        return "error", f"no answer within {timeout_s:g} s"
 
     return handshake
 

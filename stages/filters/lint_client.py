@@ -21,6 +21,9 @@ from pipeline.errors import WorkerBroken
 from stages.filters.lint_isolation import interpreter, lint_env, private_dir, pylint_library
 from stages.filters.lint_score import pylint_args
 
+#: The longest unix socket path we use (Linux allows 107 bytes; a deep TMPDIR exceeds it: bind() then fails).
+SOCKET_PATH_MAX = 100
+
 LINT_SERVER = str(Path(__file__).resolve().with_name("lint_server.py"))
 
 #: Standard-library modules whose astroid trees the warm lint parent builds before the first file (each child
@@ -56,6 +59,7 @@ class LintServer:
 
     def __init__(self, disable: str, warm_modules: list[str] | None = None, environment: str = "stdlib",
                  start_timeout_s: float = 600.0, wait: bool = True):
+        self.sock_dir: str | None = None
         self.tmp = private_dir("swallow-lint-")
         try:
             rcfile = os.path.join(self.tmp, "empty-pylintrc")
@@ -63,15 +67,25 @@ class LintServer:
             self.files = os.path.join(self.tmp, "files")
             os.mkdir(self.files, 0o700)
             self.socket = os.path.join(self.tmp, "lint.sock")
+            if len(self.socket.encode()) > SOCKET_PATH_MAX:  # a long TMPDIR: the socket in a short private folder
+                self.sock_dir = private_dir("swallow-lint-sock-", parent="/tmp")
+                self.socket = os.path.join(self.sock_dir, "lint.sock")
             pylib = pylint_library(os.path.join(self.tmp, "pylib")) if environment == "stdlib" else None
             warm = list(WARM_MODULES if warm_modules is None else warm_modules)
-            config = json.dumps({"modules": warm, "root": self.tmp})  # the root: removed when the server exits
+            # the roots: removed when the server exits
+            config = json.dumps({"modules": warm, "root": [p for p in (self.tmp, self.sock_dir) if p]})
             argv = [*interpreter(pylib), LINT_SERVER, self.socket, pylib or "", config, *pylint_args(disable, rcfile)]
             # One try here: a server killed while warming up leaves its folder half-used; the worker starts a new
             # one (in a new folder) up to three times (PylintWorker._own_server).
-            self.proc, line = start_child(argv, what="the pylint server", env=lint_env(self.tmp), cwd=self.files,
-                                          handshake=ready_line(start_timeout_s) if wait else None, text=True,
-                                          quiet=True, tries=1)
+            log = os.path.join(self.tmp, "server.log")
+            with open(log, "w") as err:
+                try:
+                    self.proc, line = start_child(argv, what="the pylint server", env=lint_env(self.tmp),
+                                                  cwd=self.files, handshake=ready_line(start_timeout_s) if wait
+                                                  else None, text=True, stderr=err, tries=1)
+                except RuntimeError as exc:  # its last words say why
+                    said = Path(log).read_text(errors="replace").strip().splitlines()[-1:] or ["(nothing)"]
+                    raise RuntimeError(f"{exc}; it said: {said[0][:300]}") from None
             self.ready = json.loads(line) if line else {}
         except BaseException:
             self.close()
@@ -87,7 +101,9 @@ class LintServer:
 
     def close(self) -> None:
         stop_child(getattr(self, "proc", None))
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for folder in (self.tmp, self.sock_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def wait_for_socket(address: dict, timeout: float) -> bool:

@@ -80,9 +80,10 @@ def cli_command(pylib: str | None) -> list[str]:
             "runpy.run_module('pylint', run_name='__main__', alter_sys=True)", pylib]
 
 
-def private_dir(prefix: str) -> str:
-    """A new folder only this user can enter (mode 0700, unguessable name), checked after creation."""
-    path = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+def private_dir(prefix: str, parent: str | None = None) -> str:
+    """A new folder only this user can enter (mode 0700, unguessable name), checked after creation; in
+    ``parent`` (default: the temp folder)."""
+    path = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
     st = os.lstat(path)
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise RuntimeError(f"temporary folder {path} is not private (owner {st.st_uid}, mode {oct(st.st_mode)})")

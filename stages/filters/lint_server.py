@@ -215,8 +215,8 @@ def main() -> None:
     except BrokenPipeError:  # the owner died before we were ready
         pass
     finally:
-        root = json.loads(sys.argv[3]).get("root") if len(sys.argv) > 3 else None
-        if root:
+        roots = json.loads(sys.argv[3]).get("root") if len(sys.argv) > 3 else None
+        for root in [roots] if isinstance(roots, str) else roots or []:
             shutil.rmtree(root, ignore_errors=True)
 
 

@@ -345,6 +345,25 @@ def clean_scores():
         w.close()
 
 
+@pytest.mark.fast
+def test_a_deep_temp_folder_still_lints(tmp_path, monkeypatch, clean_scores):
+    """A TMPDIR so deep that the server's socket path would pass the 107 bytes a unix socket may have (under
+    pytest-xdist the hostile-TMPDIR tests got there: the server could not bind and exited): the socket goes into
+    a short private folder instead, and both folders are gone after close."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=60, warm_modules=[])
+    try:
+        assert scores(w, SAMPLES) == clean_scores
+        server = w.own
+        assert Path(server.tmp).parent == deep and server.sock_dir and len(server.socket.encode()) <= 107
+    finally:
+        w.close()
+    assert not Path(server.tmp).exists() and not Path(server.sock_dir).exists()
+
+
 @pytest.mark.parametrize("where,name,template", HOSTILE, ids=[f"{w}-{n}" for w, n, _ in HOSTILE])
 def test_no_configuration_or_code_from_the_disk(tmp_path, monkeypatch, clean_scores, where, name, template):
     """Whatever is on disk (the temp folder, HOME, $PYLINTRC, the working folder, PYTHONPATH), the lint runs
