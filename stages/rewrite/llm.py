@@ -49,9 +49,6 @@ def chat_token_ids_batch(tokenizer, conversations: list[list[dict[str, str]]]) -
     return [list(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
 
 
-
-
-
 def _child_pids() -> set[int]:
     """This process's direct children (vLLM's engine core is one; its own workers are its children), without
     multiprocessing's resource tracker (started alongside, not part of the engine)."""

@@ -1,6 +1,5 @@
 import pyarrow as pa
 import pytest
-import pytest
 
 from pipeline.records import SchemaError, check_schema, conform, make_id
 

@@ -11,7 +11,7 @@ from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from pipeline.shards import KEPT, REJECTED
 from tests.conftest import write_sample
-from tests.helpers import compiles, kept_ids
+from tests.helpers import compiles
 
 pytestmark = pytest.mark.shared_data
 

@@ -4,7 +4,6 @@ rerun after freeing space (or making the folder writable) completes and equals a
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
