@@ -28,7 +28,8 @@ LONGEST_FIRST = ["reliability/test_faults.py", "stages/dedup/test_minhash.py", "
 
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
-        rel = Path(str(item.fspath)).resolve().relative_to(ROOT / "tests").as_posix()
+        path = Path(str(item.fspath)).resolve()
+        rel = path.relative_to(ROOT / "tests").as_posix() if path.is_relative_to(ROOT / "tests") else ""
         return LONGEST_FIRST.index(rel) if rel in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
