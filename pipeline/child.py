@@ -13,6 +13,7 @@ lint fork server (``stages/filters/lint_client.py``). The rules are the same for
 
 from __future__ import annotations
 
+import contextlib
 import select
 import subprocess
 from collections.abc import Callable
@@ -83,9 +84,12 @@ def stop_child(proc: subprocess.Popen | None, wait_s: float = 10.0) -> None:
         proc.wait(wait_s)
     except subprocess.TimeoutExpired:
         pass
-    for f in (proc.stdin, proc.stdout):
+    close_quietly(proc.stdin, proc.stdout)
+
+
+def close_quietly(*files: Any) -> None:
+    """Close each of ``files`` that is not None; a close that fails (a pipe already broken) is not an error."""
+    for f in files:
         if f is not None:
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass

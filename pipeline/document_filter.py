@@ -60,15 +60,20 @@ class DocumentFilter(Stage):
         """A kept document's new text, or None to keep it as it is."""
         return None
 
+    def rewrites_text(self) -> bool:
+        """Whether this filter gives kept documents a new text (it overrides ``new_text``)."""
+        return type(self).new_text is not DocumentFilter.new_text
+
     def makes(self) -> set[str]:
-        rewrites = type(self).new_text is not DocumentFilter.new_text
-        return {self.column_name(k) for k in self.measurement_types()} | ({self.column} if rewrites else set())
+        return {self.column_name(k) for k in self.measurement_types()} | ({self.column} if self.rewrites_text()
+                                                                          else set())
 
     def column_name(self, measure: str) -> str:
         return f"{self.name}_{measure}" if self.prefix_columns else measure
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
-        texts = [t or "" for t in table.column(self.column).to_pylist()]
+        raw = table.column(self.column).to_pylist()
+        texts = [t or "" for t in raw]
         rows = self.measure_all(texts, table)
         reasons: list[str | None] = []
         details: list[str | None] = []
@@ -79,8 +84,7 @@ class DocumentFilter(Stage):
             details.append(detail)
         columns: dict[str, Any] = {self.column_name(k): pa.array([m[k] for m in rows], t)
                                    for k, t in self.measurement_types().items()}
-        if type(self).new_text is not DocumentFilter.new_text:
-            old = table.column(self.column).to_pylist()
+        if self.rewrites_text():
             new = [(self.new_text(t, m) if r is None else None) for t, m, r in zip(texts, rows, reasons)]
-            columns[self.column] = pa.array([n if n is not None else o for n, o in zip(new, old)], pa.string())
+            columns[self.column] = pa.array([n if n is not None else o for n, o in zip(new, raw)], pa.string())
         return Verdict(reasons, columns=columns, details=details if any(d is not None for d in details) else None)

@@ -30,6 +30,12 @@ def kept_ids(run_dir: Path, stage_index: int = -1) -> list[str]:
     return sorted(i for f in (sd / KEPT).glob("*.parquet") for i in pq.read_table(f).column("id").to_pylist())
 
 
+def rows_of(run_dir: Path, stage: str, part: str) -> list[dict]:
+    """Every row of one part (``kept``/``rejected``) of a stage folder (``01-name``) of a run, shard by shard."""
+    sd = Path(run_dir) / "stages" / stage / part
+    return [r for f in sorted(sd.glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
 def table_of(texts, ids=None, language="python") -> pa.Table:
     ids = ids or [f"t{i}" for i in range(len(texts))]
     return pa.table({"id": ids, "text": texts, "language": [language] * len(texts)})

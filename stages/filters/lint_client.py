@@ -8,6 +8,7 @@ is supervised by ``pipeline.child`` (started again when killed while warming up,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.child import alive, ready_line, start_child, stop_child
+from pipeline.child import alive, close_quietly, ready_line, start_child, stop_child
 from pipeline.errors import WorkerBroken
 from stages.filters.lint_isolation import interpreter, lint_env, private_dir, pylint_library
 from stages.filters.lint_score import pylint_args
@@ -171,21 +172,13 @@ class PylintWorker:
     def _own_server(self) -> LintServer:
         """A server of this worker's own; one killed while warming up is started again (three tries, then the
         worker is broken: the executor replaces it)."""
-        for attempt in range(3):
-            try:
+        for _ in range(2):
+            with contextlib.suppress(WorkerBroken):
                 return LintServer(self.disable, self.warm_modules, self.environment, self.start_timeout_s)
-            except WorkerBroken:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return LintServer(self.disable, self.warm_modules, self.environment, self.start_timeout_s)
 
     def stop(self) -> None:
-        for f in (self.reader, self.conn):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
+        close_quietly(self.reader, self.conn)
         self.reader = self.conn = None
         if self.files:
             shutil.rmtree(self.files, ignore_errors=True)

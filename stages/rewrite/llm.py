@@ -29,6 +29,11 @@ from stages.rewrite.engine import EngineLoop
 from stages.rewrite.prompts import load_prompt
 
 
+#: The columns every LLM stage writes, as ``<stage name>_<column>``, in this order.
+GENERATION_COLUMNS = ("generation", "finish_reason", "prompt", "prompt_sha256", "model", "prompt_tokens",
+                      "output_tokens")
+
+
 def chat_token_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of ``messages`` under the model's chat template, with the assistant turn opened."""
     ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
@@ -267,20 +272,15 @@ class LlmStage(Stage):
         return g
 
     def common_column_names(self) -> set[str]:
-        return {f"{self.name}_{c}" for c in ("generation", "finish_reason", "prompt", "prompt_sha256", "model",
-                                             "prompt_tokens", "output_tokens")}
+        return {f"{self.name}_{c}" for c in GENERATION_COLUMNS}
 
     def common_columns(self, g: "Generated") -> dict[str, Any]:
-        name, n = self.name, len(g.texts)
-        return {
-            f"{name}_generation": g.gens,
-            f"{name}_finish_reason": g.finish,
-            f"{name}_prompt": [self._prompt.name] * n,
-            f"{name}_prompt_sha256": [self._prompt.sha256] * n,
-            f"{name}_model": [self.model] * n,
-            f"{name}_prompt_tokens": pa.array(g.prompt_tokens, pa.int64()),
-            f"{name}_output_tokens": pa.array(g.out_tokens, pa.int64()),
-        }
+        n = len(g.texts)
+        values = {"generation": g.gens, "finish_reason": g.finish, "prompt": [self._prompt.name] * n,
+                  "prompt_sha256": [self._prompt.sha256] * n, "model": [self.model] * n,
+                  "prompt_tokens": pa.array(g.prompt_tokens, pa.int64()),
+                  "output_tokens": pa.array(g.out_tokens, pa.int64())}
+        return {f"{self.name}_{c}": values[c] for c in GENERATION_COLUMNS}
 
     def shard_info(self) -> dict[str, Any]:
         info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}

@@ -21,13 +21,9 @@ from pipeline.runner import run_pipeline
 from pipeline.shards import KEPT, REJECTED
 from tests.conftest import CORPUS, ROOT
 from tests.faults import kill_session
+from tests.helpers import rows_of
 
 pytestmark = pytest.mark.shared_data
-
-
-def rows_of(run_dir: Path, stage: str, part: str) -> list[dict]:
-    sd = run_dir / "stages" / stage / part
-    return [r for f in sorted(sd.glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
 
 
 def corpus_config(partitions: int) -> dict:

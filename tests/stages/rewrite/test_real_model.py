@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import CPU_ENGINE
-from tests.helpers import compiles
+from tests.helpers import compiles, rows_of
 
 pytestmark = [pytest.mark.real_model, pytest.mark.vllm]
 
@@ -75,21 +75,17 @@ def test_sgcr_then_scor_then_llm_score_with_the_real_model_on_ray(tmp_path, corp
     run_pipeline(load_config(None, raw=raw), out, progress=False)
     assert verify(out) == []
 
-    def rows(stage: str, part: str) -> list[dict]:
-        files = sorted((out / "stages" / stage / part).glob("*.parquet"))
-        return [r for f in files for r in pq.read_table(f).to_pylist()]
-
-    sgcr_rows = rows("01-sgcr", "kept") + rows("01-sgcr", "rejected")
+    sgcr_rows = rows_of(out, "01-sgcr", "kept") + rows_of(out, "01-sgcr", "rejected")
     assert len(sgcr_rows) == 8
     assert {r.get("reason") for r in sgcr_rows} <= REWRITE_REASONS
     for stage in ("01-sgcr", "02-scor"):
-        for r in rows(stage, "kept"):
+        for r in rows_of(out, stage, "kept"):
             assert compiles(r["text"]) and r["text"] != r[f"text_before_{stage[3:]}"]
             assert r[f"{stage[3:]}_model"] == str(real_model)
-    assert {r.get("reason") for r in rows("02-scor", "rejected")} <= REWRITE_REASONS
-    scored = rows("03-llm_score", "kept") + rows("03-llm_score", "rejected")
+    assert {r.get("reason") for r in rows_of(out, "02-scor", "rejected")} <= REWRITE_REASONS
+    scored = rows_of(out, "03-llm_score", "kept") + rows_of(out, "03-llm_score", "rejected")
     assert {r.get("reason") for r in scored} <= SCORE_REASONS
-    for r in rows("03-llm_score", "kept"):
+    for r in rows_of(out, "03-llm_score", "kept"):
         assert 0 <= r["llm_score"] <= 10 and isinstance(r["llm_score_reason"], str)
     # a real model, not a regex: the generations differ from file to file and hold Python code
     gens = [r["sgcr_generation"] for r in sgcr_rows if r.get("sgcr_generation")]
