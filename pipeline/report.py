@@ -5,12 +5,12 @@ untrusted HTML/JavaScript). Sections: the funnel (documents and tokens in/kept/r
 reasons per stage, histograms of every numeric column a stage added (scores, ratios, lengths, cluster sizes, token
 counts — whatever the stages measured), wall time and throughput per stage and per worker host, versions, models
 and prompt hashes, and for every stage that rewrote text (a ``text_before_<stage>`` column) a sample of documents
-before and after, side by side with a line diff. It reads only the run directory and knows no stage type.
+before and after, side by side (``pipeline/report_rows.py``), and a few rejected rows of every reason. A table of
+contents leads to each section. It reads only the run directory and knows no stage type.
 """
 
 from __future__ import annotations
 
-import difflib
 import html
 import io
 import random
@@ -22,21 +22,29 @@ import pyarrow.parquet as pq
 
 from pipeline.ledger import collect_stats, list_stages
 from pipeline.plots import pyplot, reason_color
+from pipeline.report_rows import reason_examples, rewrite_samples
 from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError
 
 SAMPLE_ROWS = 20_000  # rows per stage read for histograms (a deterministic sample of shards)
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
-color:#1d2330;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1500px;
+padding:0 16px;color:#1d2330;line-height:1.45}
 h1{font-size:26px;margin-bottom:4px} h2{font-size:20px;border-bottom:1px solid #d8dde6;padding-bottom:4px;margin-top:32px}
 h3{font-size:16px;margin:18px 0 6px} table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #d8dde6;padding:3px 8px;text-align:right} th{background:#f2f4f8} td.l,th.l{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #d8dde6;border-radius:6px;padding:8px}
-.muted{color:#6b7280;font-size:13px} .warn{background:#fef2f2;color:#991b1b;padding:8px} pre{white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0}
-table.diff{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;width:100%;table-layout:fixed}
-table.diff td{text-align:left;vertical-align:top;white-space:pre-wrap;word-break:break-all}
-.diff_add{background:#dcfce7}.diff_chg{background:#fef9c3}.diff_sub{background:#fee2e2}
-table.diff th,table.diff td.diff_next{display:none} table.diff td.diff_header{width:3em;color:#6b7280}
+.muted{color:#6b7280;font-size:13px} .warn{background:#fef2f2;color:#991b1b;padding:8px}
+pre{white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0;background:#f8fafc;padding:6px}
+nav.toc{background:#f8fafc;border:1px solid #d8dde6;border-radius:6px;padding:6px 12px;font-size:14px}
+nav.toc a{margin-right:14px}
+details.doc{border:1px solid #d8dde6;border-radius:6px;margin:8px 0;padding:4px 8px}
+details summary{cursor:pointer;padding:2px 0} details.answer{margin-top:6px}
+table.sbs{width:100%;table-layout:fixed;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+table.sbs col.n{width:3.2em} table.sbs th{text-align:left;font-family:system-ui,sans-serif;font-size:13px}
+table.sbs td{text-align:left;vertical-align:top;padding:0 6px;border:none;border-left:1px solid #e5e7eb}
+table.sbs td.code{white-space:pre-wrap;word-break:break-word} table.sbs td.n{color:#9ca3af;text-align:right}
+td.del{background:#fee2e2} td.add{background:#dcfce7} td.none{background:#f3f4f6}
+div.ex{border-left:3px solid #d8dde6;margin:6px 0;padding-left:8px}
 """
 
 
@@ -124,29 +132,14 @@ def histograms(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
     return out, cols
 
 
-def diff_samples(sd: StageDir, k: int = 4) -> list[str]:
-    """Before/after of up to ``k`` kept rows of a stage that rewrote text, side by side, escaped."""
-    col = f"text_before_{sd.name}"
-    shards = sd.done_shards()
-    rows = []
-    for shard in shards:
-        try:
-            t = pq.read_table(sd.verified(KEPT, shard))
-        except (TamperedError, OSError, KeyError):
-            continue
-        if col not in t.column_names:  # a shard with no kept row keeps its input schema
-            continue
-        rows += t.select(["id", col, "text"]).slice(0, k).to_pylist()
-        if len(rows) >= k:
-            break
-    out = []
-    maker = difflib.HtmlDiff(tabsize=4, wrapcolumn=90)
-    for r in rows[:k]:
-        before = (r[col] or "")[:6000].splitlines()
-        after = (r["text"] or "")[:6000].splitlines()
-        table = maker.make_table(before, after, "before", "after", context=False)  # HtmlDiff escapes its input
-        out.append(f"<h3>{html.escape(r['id'])}</h3>{table}")
-    return out
+def _rate(amount: float, seconds: float) -> str:
+    """amount per second with the digits that matter: an LLM stage does 0.1 rows/s, a filter 10,000."""
+    if not seconds:
+        return ""
+    r = amount / seconds
+    if r >= 100:
+        return f"{r:,.0f}"
+    return f"{r:.3g}" if r >= 0.001 else ("0" if r == 0 else "< 0.001")
 
 
 def throughput(stages_dirs: list[StageDir]) -> list[dict]:
@@ -184,46 +177,63 @@ def build(run_dir: str | Path) -> str:
         parts.append(f"<p class='warn'>{len(summary['unverified'])} shard(s) changed after they finished and are left "
                      f"out of every figure here: {e(', '.join(summary['unverified'][:10]))}. Run "
                      "<code>swallow verify</code>.</p>")
-    parts.append("<h2>Funnel</h2>" + funnel_svg(stats))
-    parts.append("<table><tr><th class='l'>stage</th><th>in</th><th>kept</th><th>rejected</th><th>kept MB</th>"
-                 "<th>tokens</th><th>elapsed s</th><th>rows/s</th></tr>")
+    examples = {sd.name: reason_examples(sd) for sd in dirs}
+    rewrites = [(sd, d) for sd, d in ((sd, rewrite_samples(sd)) for sd in dirs) if d]
+    toc = [("funnel", "Funnel"), ("reasons", "Rejection reasons"), ("examples", "Rejected examples")] + \
+        ([("rewrites", "Before and after")] if rewrites else []) + \
+        [("measurements", "Measurements"), ("throughput", "Time and throughput"), ("versions", "Versions")] + \
+        ([("config", "Configuration")] if (run_dir / "run.yaml").exists() else [])
+    parts.append("<nav class='toc'>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in toc) + "</nav>")
+    parts.append("<h2 id='funnel'>Funnel</h2>" + funnel_svg(stats))
+    parts.append("<table><tr><th class='l'>stage</th><th>in</th><th>kept</th><th>rejected</th><th>in MB</th>"
+                 "<th>kept MB</th><th>tokens</th><th>elapsed s</th><th>rows/s</th><th>MB/s</th></tr>")
     for s in stats:
         tokens = s["counters"].get("tokens", s["counters"].get("output_tokens"))
         el = s["elapsed_s"] or s["wall_s"]
+        mb_in = (s["bytes_kept"] + s["bytes_rejected"]) / 1e6
         parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td>"
-                     f"<td>{s['rejected']:,}</td><td>{s['bytes_kept'] / 1e6:.2f}</td>"
+                     f"<td>{s['rejected']:,}</td><td>{mb_in:.2f}</td><td>{s['bytes_kept'] / 1e6:.2f}</td>"
                      f"<td>{'' if tokens is None else f'{int(tokens):,}'}</td><td>{el:.1f}</td>"
-                     f"<td>{s['in'] / el if el else 0:,.0f}</td></tr>")
+                     f"<td>{_rate(s['in'], el)}</td><td>{_rate(mb_in, el)}</td></tr>")
     parts.append("</table>")
-    parts.append("<h2>Rejection reasons</h2><table><tr><th class='l'>stage</th><th class='l'>reason</th>"
-                 "<th>records</th><th>share of stage input</th></tr>")
+    parts.append("<h2 id='reasons'>Rejection reasons</h2><table><tr><th class='l'>stage</th><th class='l'>reason"
+                 "</th><th>records</th><th>share of stage input</th></tr>")
     for s in stats:
         for reason, n in s["reasons"].items():
             parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td class='l'><code>{e(reason)}</code></td>"
                          f"<td>{n:,}</td><td>{n / max(s['in'], 1):.1%}</td></tr>")
     parts.append("</table>")
-    parts.append("<h2>Measurements</h2><p class='muted'>Histograms of every numeric column each stage added, over "
-                 "kept and rejected rows (a sample of up to 20,000 rows per stage).</p>")
+    parts.append("<h2 id='examples'>Rejected examples</h2><p class='muted'>A few rejected rows of every reason, "
+                 "as the stage saw them (an excerpt, escaped), with the detail it recorded and, for LLM stages, "
+                 "the model's answer.</p>")
+    for s in stats:
+        for reason, items in examples.get(s["stage"], {}).items():
+            parts.append(f"<details class='doc'><summary>{e(s['stage'])}: <code>{e(reason)}</code> "
+                         f"<span class='muted'>({s['reasons'].get(reason, 0):,} rows)</span></summary>"
+                         + "".join(items) + "</details>")
+    if rewrites:
+        parts.append("<h2 id='rewrites'>Before and after</h2><p class='muted'>Kept documents of each stage that "
+                     "rewrote text: the input on the left, the output on the right, changed lines coloured.</p>")
+        for sd, docs in rewrites:
+            parts.append(f"<h3>{e(sd.name)}</h3>" + "".join(docs))
+    parts.append("<h2 id='measurements'>Measurements</h2><p class='muted'>Histograms of every numeric column each "
+                 "stage added, over kept and rejected rows (a sample of up to 20,000 rows per stage).</p>")
     prev: set[str] = set()
     for sd in dirs:
         svgs, prev = histograms(sd, prev)
         if svgs:
             parts.append(f"<h3>{e(sd.name)}</h3><div class='grid'>" +
                          "".join(f"<div class='card'>{svg}</div>" for svg in svgs) + "</div>")
-    rewrites = [(sd, diff_samples(sd)) for sd in dirs]
-    rewrites = [(sd, d) for sd, d in rewrites if d]
-    if rewrites:
-        parts.append("<h2>Before and after</h2><p class='muted'>Kept documents of each stage that rewrote text, "
-                     "the input on the left, the output on the right.</p>")
-        for sd, tables in rewrites:
-            parts.append(f"<h3>{e(sd.name)}</h3>" + "".join(tables))
-    parts.append("<h2>Time and throughput</h2><table><tr><th class='l'>stage</th><th class='l'>worker host</th>"
-                 "<th>shards</th><th>rows</th><th>worker seconds</th><th>rows per worker-second</th></tr>")
+    parts.append("<h2 id='throughput'>Time and throughput</h2><table><tr><th class='l'>stage</th>"
+                 "<th class='l'>worker host</th><th>shards</th><th>rows</th><th>worker seconds</th>"
+                 "<th>rows per worker-second</th></tr>")
     for r in throughput(dirs):
         parts.append(f"<tr><td class='l'>{e(r['stage'])}</td><td class='l'>{e(r['host'])}</td><td>{r['shards']}</td>"
-                     f"<td>{r['rows']:,}</td><td>{r['worker_s']:.1f}</td><td>{r['rows_per_worker_s']:,.1f}</td></tr>")
+                     f"<td>{r['rows']:,}</td><td>{r['worker_s']:.1f}</td><td>{_rate(r['rows'], r['worker_s'])}</td>"
+                     "</tr>")
     parts.append("</table>")
-    parts.append("<h2>Versions, models and prompts</h2><table><tr><th class='l'>stage</th><th class='l'>facts</th></tr>")
+    parts.append("<h2 id='versions'>Versions, models and prompts</h2><table><tr><th class='l'>stage</th>"
+                 "<th class='l'>facts</th></tr>")
     for s in stats:
         if s["info"]:
             facts = ", ".join(f"{k}: {v}" for k, v in sorted(s["info"].items()) if v is not None)
@@ -231,7 +241,7 @@ def build(run_dir: str | Path) -> str:
     parts.append("</table>")
     run_yaml = run_dir / "run.yaml"
     if run_yaml.exists():
-        parts.append("<h2>Configuration</h2><pre>" + e(run_yaml.read_text()) + "</pre>")
+        parts.append("<h2 id='config'>Configuration</h2><pre>" + e(run_yaml.read_text()) + "</pre>")
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -25,7 +25,10 @@ def chromium_missing() -> str | None:
 
 
 def open_page(path: str | Path, screenshot: str | Path | None = None, width: int = 1280,
-              max_height: int = 16000) -> dict:
+              max_height: int = 16000, probe: str | None = None, element: tuple[str, str | Path] | None = None
+              ) -> dict:
+    """``probe``: a script whose return value comes back as ``probe``; ``element``: (CSS selector, png path) for a
+    screenshot of the first element it matches."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -51,11 +54,16 @@ def open_page(path: str | Path, screenshot: str | Path | None = None, width: int
             elif msg["method"] == "Network.loadingFailed":
                 failed.append(msg["params"])
         console = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        probed = driver.execute_script(probe) if probe else None
+        if element:
+            from selenium.webdriver.common.by import By
+
+            driver.find_element(By.CSS_SELECTOR, element[0]).screenshot(str(element[1]))
         if screenshot:
             driver.set_window_size(width, min(int(height) + 40, max_height))
             driver.save_screenshot(str(screenshot))
         return {"url": url, "ready": state, "title": title, "height": height, "svg": n_svg, "requests": requests,
-                "failed": failed, "console": console}
+                "failed": failed, "console": console, "probe": probed}
     finally:
         driver.quit()
 

@@ -53,7 +53,19 @@ def test_report_content(report_run):
             assert f"<code>{reason}</code>" in page
     reasons = {r.split(":")[0] for s in stats for r in s["reasons"]}  # syntax_error:SyntaxError → syntax_error
     assert {"exact_duplicate", "syntax_error", "prompt_too_long"} <= reasons
-    assert "Before and after" in page and "<h3>sgcr</h3>" in page
+    assert "Before and after" in page and "<h3>sgcr</h3>" in page and "<table class='sbs'>" in page
+    for anchor in ("funnel", "reasons", "examples", "rewrites", "measurements", "throughput", "versions", "config"):
+        assert f"<a href='#{anchor}'>" in page and f"<h2 id='{anchor}'>" in page  # a table of contents
+    # a few rejected rows of every reason, as the stage saw them, with the detail it recorded
+    examples = page[page.index("<h2 id='examples'>"):page.index("<h2 id='rewrites'>")]
+    for s in stats:
+        for reason in s["reasons"]:
+            assert f"{s['stage']}: <code>{reason}</code>" in examples
+    assert "def broken(:" in examples and "value = compute(value)" in examples and "prompt tokens &gt;" in examples
+    # an LLM stage's rate is shown with its digits (0.3 rows/s is not "0")
+    sgcr_row = re.search(r"<tr><td class='l'>sgcr</td>(.*?)</tr>", page).group(1)
+    rows_per_s = re.findall(r"<td>([^<]*)</td>", sgcr_row)[-2]
+    assert rows_per_s not in ("", "0") and float(rows_per_s.replace(",", "").lstrip("< ")) > 0
     assert "planted" in page and "<script>alert(" not in page and "&lt;script&gt;alert(" in page
     assert "<script" not in page.lower()  # the page itself runs no script
     for measured in ("sgcr_self_score", "sgcr_output_tokens"):
@@ -80,3 +92,54 @@ def test_report_opens_in_headless_chromium(report_run, tmp_path):
     assert got["failed"] == [] and got["console"] == []
     assert got["requests"] == [got["url"]]  # the page itself and nothing else
     assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+#: Geometry of the first before/after table as the browser laid it out.
+GEOMETRY = """
+const t = document.querySelector('table.sbs'), r = t.getBoundingClientRect();
+const content = document.querySelector('h1').getBoundingClientRect().width;
+const cells = [...t.querySelectorAll('tbody tr:first-child td')].map(c => c.getBoundingClientRect().width);
+const heads = [...t.querySelectorAll('thead th.code')].map(h => {
+  const b = h.getBoundingClientRect(), st = getComputedStyle(h);
+  return {text: h.innerText.trim(), w: b.width, h: b.height, shown: st.display !== 'none' && st.visibility === 'visible'};
+});
+return {table: r.width, content: content, cells: cells, heads: heads};
+"""
+
+
+@pytest.mark.shared_data
+@pytest.mark.vllm
+def test_before_and_after_use_the_width_in_chromium(report_run, tmp_path):
+    """The side-by-side diff as a browser draws it: the table spans the page, the two code columns take most of it
+    (line numbers stay narrow), the 'before' / 'after' labels are visible, and in a screenshot of the table the
+    removed (red) and added (green) lines are coloured across each half of it."""
+    why = chromium_missing()
+    if why:
+        if os.environ.get("SWALLOW_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from PIL import Image
+
+    run_dir, _ = report_run
+    shot = tmp_path / "diff.png"
+    got = open_page(run_dir / "report.html", probe=GEOMETRY, element=("table.sbs", shot))
+    g = got["probe"]
+    assert g["table"] >= 0.95 * g["content"]
+    numbers_left, code_left, numbers_right, code_right = g["cells"]
+    assert code_left >= 0.42 * g["table"] and code_right >= 0.42 * g["table"]
+    assert numbers_left <= 0.06 * g["table"] and numbers_right <= 0.06 * g["table"]
+    assert [h["text"] for h in g["heads"]] == ["before", "after"]
+    assert all(h["shown"] and h["w"] > 100 and h["h"] > 8 for h in g["heads"])
+
+    img = Image.open(shot).convert("RGB")
+    w, h = img.size
+    px = img.load()
+
+    def coloured_share(rgb: tuple[int, int, int]) -> float:
+        """Share of the screenshot's columns of pixels holding this background colour (± 6 per channel)."""
+        cols = {x for x in range(w) for y in range(0, h, 2)
+                if all(abs(a - b) <= 6 for a, b in zip(px[x, y], rgb))}
+        return len(cols) / w
+
+    removed, added = coloured_share((254, 226, 226)), coloured_share((220, 252, 231))  # td.del, td.add
+    assert removed >= 0.4 and added >= 0.4, (removed, added)

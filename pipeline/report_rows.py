@@ -1,0 +1,105 @@
+"""The rows a report shows: documents before and after a rewrite, and a few rejected rows per reason.
+
+Everything here is corpus text, so everything is escaped. A document is a ``<details>`` block (collapsible without
+any script: the page runs none): a side-by-side diff whose two code columns share the full width (narrow line
+numbers, long lines wrapped in their own column), and, for LLM stages, the model's whole answer folded away. Rows
+are read only from shard files that verify (what the shard wrote), and from a bounded number of shards, so a
+report of a large run stays fast and small.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from collections import defaultdict
+
+import pyarrow.parquet as pq
+
+from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError
+
+MAX_LINES = 300        # per side of a diff: a longer document is cut (and says so)
+EXCERPT_CHARS = 600    # of a rejected row's text and of a model's answer in the examples
+MAX_SHARDS = 64        # shards read per stage for samples: enough for a few rows of every reason seen
+
+
+def _rows(sd: StageDir, part: str, columns: list[str]):
+    """Tables of verified shard files of one part (kept / rejected), with the wanted columns that exist."""
+    for shard in sd.done_shards()[:MAX_SHARDS]:
+        try:
+            path = sd.verified(part, shard)
+            names = pq.read_schema(path).names
+            yield pq.read_table(path, columns=[c for c in columns if c in names])
+        except (TamperedError, OSError, KeyError):
+            continue
+
+
+def side_by_side(before: str, after: str) -> str:
+    """An HTML table: line numbers and lines of ``before`` and ``after``, aligned by difflib, changes coloured."""
+    a, b = before.splitlines(), after.splitlines()
+    cut = len(a) > MAX_LINES or len(b) > MAX_LINES
+    a, b = a[:MAX_LINES], b[:MAX_LINES]
+    e = html.escape
+    body = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        for k in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + k, j1 + k
+            left = (str(i + 1), e(a[i]), "eq" if tag == "equal" else "del") if i < i2 else ("", "", "none")
+            right = (str(j + 1), e(b[j]), "eq" if tag == "equal" else "add") if j < j2 else ("", "", "none")
+            body.append(f"<tr><td class='n'>{left[0]}</td><td class='code {left[2]}'>{left[1]}</td>"
+                        f"<td class='n'>{right[0]}</td><td class='code {right[2]}'>{right[1]}</td></tr>")
+    note = f"<p class='muted'>first {MAX_LINES} lines of each side</p>" if cut else ""
+    return ("<table class='sbs'><colgroup><col class='n'><col><col class='n'><col></colgroup>"
+            "<thead><tr><th class='n'></th><th class='code'>before</th><th class='n'></th>"
+            "<th class='code'>after</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>" + note)
+
+
+def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
+    """Up to ``k`` kept rows of a stage that rewrote text (a ``text_before_<stage>`` column), each collapsible;
+    the first one open."""
+    col, gen = f"text_before_{sd.name}", f"{sd.name}_generation"
+    rows: list[dict] = []
+    for t in _rows(sd, KEPT, ["id", col, "text", gen]):
+        if col in t.column_names:  # a shard with no kept row keeps its input schema
+            rows += t.slice(0, k - len(rows)).to_pylist()
+        if len(rows) >= k:
+            break
+    out = []
+    for n, r in enumerate(rows):
+        before, after = r[col] or "", r["text"] or ""
+        la, lb = len(before.splitlines()), len(after.splitlines())
+        answer = ""
+        if r.get(gen):
+            answer = ("<details class='answer'><summary>the model's whole answer</summary><pre>"
+                      f"{html.escape(r[gen])}</pre></details>")
+        out.append(f"<details class='doc'{' open' if n == 0 else ''}><summary><code>{html.escape(r['id'])}</code>"
+                   f" <span class='muted'>{la} lines, {len(before):,} chars before; {lb} lines, {len(after):,} "
+                   f"chars after</span></summary>{side_by_side(before, after)}{answer}</details>")
+    return out
+
+
+def reason_examples(sd: StageDir, k: int = 3) -> dict[str, list[str]]:
+    """Up to ``k`` rejected rows per reason: id, detail, an excerpt of the text and of the model's answer."""
+    gen = f"{sd.name}_generation"
+    found: dict[str, list[dict]] = defaultdict(list)
+    for t in _rows(sd, REJECTED, ["id", "reason", "detail", "text", gen]):
+        for r in t.to_pylist():
+            reason = r.get("reason") or "?"
+            if len(found[reason]) < k:
+                found[reason].append(r)
+    e = html.escape
+    out: dict[str, list[str]] = {}
+    for reason, rows in found.items():
+        items = []
+        for r in rows:
+            text = (r.get("text") or "")
+            parts = [f"<div class='ex'><code>{e(str(r.get('id')))}</code>"]
+            if r.get("detail"):
+                parts.append(f" <span class='muted'>{e(r['detail'][:300])}</span>")
+            parts.append(f"<pre>{e(text[:EXCERPT_CHARS])}{'…' if len(text) > EXCERPT_CHARS else ''}</pre>")
+            if r.get(gen):
+                answer = r[gen]
+                parts.append(f"<p class='muted'>the model's answer ({len(answer):,} chars):</p>"
+                             f"<pre>{e(answer[:EXCERPT_CHARS])}{'…' if len(answer) > EXCERPT_CHARS else ''}</pre>")
+            items.append("".join(parts) + "</div>")
+        out[reason] = items
+    return out
