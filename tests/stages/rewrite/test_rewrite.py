@@ -76,6 +76,7 @@ VALID = r"### Score\nScore: 7/10\n### Improved code\n```python\ndef add\(a: int,
 BROKEN = r"### Improved code\n```python\ndef add\(a, b:\n    return a \+\n```\n"
 NO_BLOCK = r"Score: 3/10 and nothing else"
 REPEAT = r"### Improved code\n```python\n(# the same long comment line that the model keeps repeating again\n){4}```\n"
+LOOP = r"### Improved code\n```python\n(value = compute\(value\)\n){400}```\n"  # cut off long before it ends
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,9 @@ def test_each_rejection_reason(sgcr):
     assert run(sgcr, ["x = 1\n"], guided_regex=REPEAT).reasons == ["repetition"]
     v = run(sgcr, ["x = 1\n"], guided_regex=None, max_tokens=8)  # random weights never stop within 8 tokens
     assert v.reasons == ["truncated"] and v.columns["rewrite_finish_reason"][0] == "length"
+    v = run(sgcr, ["x = 1\n"], guided_regex=LOOP, max_tokens=400)  # cut off while looping: the loop is the cause
+    assert v.reasons == ["repetition"] and v.columns["rewrite_finish_reason"][0] == "length"
+    assert v.details[0].startswith("cut off at max_tokens while a ")
     long_text = "value = compute(value)\n" * 400
     v = run(sgcr, ["x = 1\n", long_text], guided_regex=VALID, max_tokens=200)
     assert v.reasons == [None, "prompt_too_long"] and "max_model_len" in v.details[1]
