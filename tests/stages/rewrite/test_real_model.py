@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.real_model, pytest.mark.vllm]
 
 #: Every reason the rewrite and the scorer can give (anything else is a bug).
 REWRITE_REASONS = {None, "truncated", "no_code_block", "no_marker", "rewrite_syntax_error", "too_short",
-                   "repetition", "declined", "prompt_too_long", "empty_input"}
+                   "shrunk", "repetition", "declined", "prompt_too_long", "empty_input"}
 SCORE_REASONS = {None, "truncated", "unparsable_score", "low_llm_score", "prompt_too_long", "empty_input"}
 #: The real model in CPU tests: bf16 as imported (vLLM's CPU backend runs it; fp32 would double the weights).
 ENGINE = {**CPU_ENGINE, "dtype": "bfloat16", "max_model_len": 2048}

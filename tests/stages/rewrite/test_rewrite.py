@@ -118,6 +118,9 @@ def test_each_rejection_reason(sgcr):
     v = run(sgcr, ["x = 1\n"], guided_regex=LOOP, max_tokens=400)  # cut off while looping: the loop is the cause
     assert v.reasons == ["repetition"] and v.columns["rewrite_finish_reason"][0] == "length"
     assert v.details[0].startswith("cut off at max_tokens while a ")
+    v = run(sgcr, ["x = 1\n" * 30, "x = 1\n"], guided_regex=VALID, max_tokens=200, min_length_ratio=0.5)
+    assert v.reasons == ["shrunk", None] and v.details[0] == "49 characters from 180 (0.27 < 0.5)"
+    sgcr.min_length_ratio = 0.0
     long_text = "value = compute(value)\n" * 400
     v = run(sgcr, ["x = 1\n", long_text], guided_regex=VALID, max_tokens=200)
     assert v.reasons == [None, "prompt_too_long"] and "max_model_len" in v.details[1]
