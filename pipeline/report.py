@@ -213,7 +213,8 @@ def build(run_dir: str | Path) -> str:
                          + "".join(items) + "</details>")
     if rewrites:
         parts.append("<h2 id='rewrites'>Before and after</h2><p class='muted'>Kept documents of each stage that "
-                     "rewrote text: the input on the left, the output on the right, changed lines coloured.</p>")
+                     "rewrote text: the input on the left, the output on the right, changed lines coloured. Where "
+                     "an LLM stage kept fewer, rejected ones too, with the model's answer on the right.</p>")
         for sd, docs in rewrites:
             parts.append(f"<h3>{e(sd.name)}</h3>" + "".join(docs))
     parts.append("<h2 id='measurements'>Measurements</h2><p class='muted'>Histograms of every numeric column each "

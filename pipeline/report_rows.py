@@ -33,7 +33,7 @@ def _rows(sd: StageDir, part: str, columns: list[str]):
             continue
 
 
-def side_by_side(before: str, after: str) -> str:
+def side_by_side(before: str, after: str, label: str = "after") -> str:
     """An HTML table: line numbers and lines of ``before`` and ``after``, aligned by difflib, changes coloured."""
     a, b = before.splitlines(), after.splitlines()
     cut = len(a) > MAX_LINES or len(b) > MAX_LINES
@@ -50,12 +50,13 @@ def side_by_side(before: str, after: str) -> str:
     note = f"<p class='muted'>first {MAX_LINES} lines of each side</p>" if cut else ""
     return ("<table class='sbs'><colgroup><col class='n'><col><col class='n'><col></colgroup>"
             "<thead><tr><th class='n'></th><th class='code'>before</th><th class='n'></th>"
-            "<th class='code'>after</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>" + note)
+            f"<th class='code'>{html.escape(label)}</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>" + note)
 
 
 def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
-    """Up to ``k`` kept rows of a stage that rewrote text (a ``text_before_<stage>`` column), each collapsible;
-    the first one open."""
+    """Up to ``k`` documents of a stage that rewrote text (a ``text_before_<stage>`` column), each collapsible, the
+    first one open: kept rows (input | output); where fewer than ``k`` were kept, rejected rows of an LLM stage
+    (input | the model's answer, one per reason first), so a prompt that fails can be seen failing."""
     col, gen = f"text_before_{sd.name}", f"{sd.name}_generation"
     rows: list[dict] = []
     for t in _rows(sd, KEPT, ["id", col, "text", gen]):
@@ -63,17 +64,31 @@ def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
             rows += t.slice(0, k - len(rows)).to_pylist()
         if len(rows) >= k:
             break
+    rejected: list[dict] = []
+    if len(rows) < k:
+        for t in _rows(sd, REJECTED, ["id", col, "reason", gen]):
+            if gen in t.column_names:
+                rejected += [r for r in t.to_pylist() if r.get(gen)]
+            if len(rejected) >= 8 * k:
+                break
+        seen: set[str] = set()
+        first = [r for r in rejected if not (r["reason"] in seen or seen.add(r["reason"]))]  # one per reason
+        rejected = (first + [r for r in rejected if r not in first])[:k - len(rows)]
     out = []
-    for n, r in enumerate(rows):
-        before, after = r[col] or "", r["text"] or ""
+    for n, r in enumerate(rows + rejected):
+        kept = "reason" not in r
+        before, after = r[col] or "", (r["text"] if kept else r[gen]) or ""
         la, lb = len(before.splitlines()), len(after.splitlines())
         answer = ""
-        if r.get(gen):
+        if kept and r.get(gen):
             answer = ("<details class='answer'><summary>the model's whole answer</summary><pre>"
                       f"{html.escape(r[gen])}</pre></details>")
-        out.append(f"<details class='doc'{' open' if n == 0 else ''}><summary><code>{html.escape(r['id'])}</code>"
-                   f" <span class='muted'>{la} lines, {len(before):,} chars before; {lb} lines, {len(after):,} "
-                   f"chars after</span></summary>{side_by_side(before, after)}{answer}</details>")
+        label = "" if kept else f"<b>rejected: <code>{html.escape(r['reason'] or '')}</code></b> "
+        right = "after" if kept else "the model's answer"
+        out.append(f"<details class='doc'{' open' if n == 0 else ''}><summary>{label}<code>{html.escape(r['id'])}"
+                   f"</code> <span class='muted'>{la} lines, {len(before):,} chars before; {lb} lines, "
+                   f"{len(after):,} chars {'after' if kept else 'in the answer'}</span></summary>"
+                   f"{side_by_side(before, after, right)}{answer}</details>")
     return out
 
 

@@ -2,6 +2,7 @@
 what it requested, which requests failed, what it logged to the console, and a screenshot.
 
     python -m tests.browser runs/demo/report.html docs/report.png 1800   # the README's screenshot (top 1800 px)
+    python -m tests.browser runs/demo/report.html#rewrites docs/report-rewrites.png 1400   # from an anchor
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ def chromium_missing() -> str | None:
 
 
 def open_page(path: str | Path, screenshot: str | Path | None = None, width: int = 1280,
-              max_height: int = 16000, probe: str | None = None, element: tuple[str, str | Path] | None = None
-              ) -> dict:
+              max_height: int = 16000, probe: str | None = None, element: tuple[str, str | Path] | None = None,
+              fragment: str | None = None) -> dict:
     """``probe``: a script whose return value comes back as ``probe``; ``element``: (CSS selector, png path) for a
-    screenshot of the first element it matches."""
+    screenshot of the first element it matches; ``fragment``: open the page at this anchor and take the screenshot of
+    ``max_height`` pixels from there."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -41,7 +43,7 @@ def open_page(path: str | Path, screenshot: str | Path | None = None, width: int
     driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     try:
         url = Path(path).resolve().as_uri()
-        driver.get(url)
+        driver.get(url + (f"#{fragment}" if fragment else ""))
         state = driver.execute_script("return document.readyState")
         title = driver.title
         height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -60,7 +62,9 @@ def open_page(path: str | Path, screenshot: str | Path | None = None, width: int
 
             driver.find_element(By.CSS_SELECTOR, element[0]).screenshot(str(element[1]))
         if screenshot:
-            driver.set_window_size(width, min(int(height) + 40, max_height))
+            driver.set_window_size(width, max_height if fragment else min(int(height) + 40, max_height))
+            if fragment:
+                driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", fragment)
             driver.save_screenshot(str(screenshot))
         return {"url": url, "ready": state, "title": title, "height": height, "svg": n_svg, "requests": requests,
                 "failed": failed, "console": console, "probe": probed}
@@ -70,5 +74,7 @@ def open_page(path: str | Path, screenshot: str | Path | None = None, width: int
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    got = open_page(args[0], args[1] if len(args) > 1 else None, max_height=int(args[2]) if len(args) > 2 else 16000)
+    page, _, anchor = args[0].partition("#")
+    got = open_page(page, args[1] if len(args) > 1 else None, max_height=int(args[2]) if len(args) > 2 else 16000,
+                    fragment=anchor or None)
     print(json.dumps(got, indent=1)[:3000])
