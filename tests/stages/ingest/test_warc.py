@@ -153,3 +153,23 @@ def test_common_crawl_paths_listing(http_server):
     assert src.expand() == [f"{url}/dolma_sample-0001.warc.gz", f"{url}/cc-main-2024-22_whirlwind.warc.gz"]
     rows, counts = read_all(src)
     assert len(rows) == 16 and counts["records_request"] == 16
+
+
+@pytest.mark.fast
+def test_saved_html_pages_packed_into_a_warc_read_back_as_they_were(tmp_path):
+    """`make demo-math` packs a folder of saved pages into a WARC (pipeline.tiny.html_warc): our reader gives one
+    200 response per page, its bytes and its name intact, no reason; a second call keeps the file."""
+    from pipeline.tiny import html_warc
+
+    pages = {"a.html": "<html><body><p>$x^2$ and \\(y\\)</p></body></html>",
+             "sub/b.html": "<html><body><math><mi>z</mi></math> é 日本</body></html>"}
+    for name, text in pages.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_text(text, encoding="utf-8")
+    (tmp_path / "in" / "notes.txt").write_text("not a page")
+    warc = html_warc(tmp_path / "in", tmp_path / "pages.warc.gz")
+    rows, counts = read_all(WarcSource(paths=[str(warc)]))
+    assert counts["records_response"] == 2 and all(r["reason"] is None for r in rows)
+    assert {r["url"]: r["html"] for r in rows} == {f"file:///{k}": v for k, v in pages.items()}
+    stamp = warc.stat().st_mtime_ns
+    assert html_warc(tmp_path / "in", warc) == warc and warc.stat().st_mtime_ns == stamp
