@@ -57,8 +57,8 @@ class Rewrite(LlmStage):
             gen = g.gens[i]
             scores[i] = self_score(gen, self._prompt.score)
             if g.finish[i] == "length":
-                # a loop is why most cut-off answers were cut off (a 135M model: 7 of 12 in the demo); more
-                # max_tokens cures plain truncation, not a loop, so the two are told apart
+                # more max_tokens cures plain truncation, not a loop, so the two are told apart (SmolLM2-135M on
+                # 200 real files: 18 of 70 cut-off SGCR answers and 7 of 30 SCOR ones were looping)
                 period = repeated_substring(gen, self.repetition_min_len) if self.repetition_min_len else None
                 if period:
                     reasons[i], details[i] = "repetition", f"cut off at max_tokens while a {period}-character " \

@@ -108,7 +108,7 @@ def test_no_corpus_module_imported_on_the_web_path(hostile, tmp_path):
     stages = [{"type": "extract"}, {"type": "language_id", "model": str(LID), "min_score": 0.0},
               {"type": "math_score", "min_score": 0.0}, {"type": "gopher_quality"}, {"type": "gopher_repetition"},
               {"type": "c4_filter"}, {"type": "fineweb_filter"}, {"type": "exact_dedup"},
-              {"type": "minhash_dedup"}]
+              {"type": "minhash_dedup"}, {"type": "japanese_quality"}]
     raw = {"kind": "web", "source": {"type": "warc", "paths": [str(WARC / "dolma_sample-0000.warc.gz")]},
            "stages": stages, "ray": {"num_cpus": 2, "object_store_memory": 300_000_000}}
     config = tmp_path / "web.yaml"
