@@ -177,7 +177,8 @@ def build(run_dir: str | Path) -> str:
         parts.append(f"<p class='warn'>{len(summary['unverified'])} shard(s) changed after they finished and are left "
                      f"out of every figure here: {e(', '.join(summary['unverified'][:10]))}. Run "
                      "<code>swallow verify</code>.</p>")
-    examples = {sd.name: reason_examples(sd) for sd in dirs}
+    stage_reasons = {s["stage"]: set(s["reasons"]) for s in stats}
+    examples = {sd.name: reason_examples(sd, reasons=stage_reasons.get(sd.name)) for sd in dirs}
     rewrites = [(sd, d) for sd, d in ((sd, rewrite_samples(sd)) for sd in dirs) if d]
     toc = [("funnel", "Funnel"), ("reasons", "Rejection reasons"), ("examples", "Rejected examples")] + \
         ([("rewrites", "Before and after")] if rewrites else []) + \

@@ -77,7 +77,7 @@ def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
     out = []
     for n, r in enumerate(rows + rejected):
         kept = "reason" not in r
-        before, after = r[col] or "", (r["text"] if kept else r[gen]) or ""
+        before, after = r.get(col) or "", (r["text"] if kept else r[gen]) or ""
         la, lb = len(before.splitlines()), len(after.splitlines())
         answer = ""
         if kept and r.get(gen):
@@ -92,15 +92,33 @@ def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
     return out
 
 
-def reason_examples(sd: StageDir, k: int = 3) -> dict[str, list[str]]:
-    """Up to ``k`` rejected rows per reason: id, detail, an excerpt of the text and of the model's answer."""
+def reason_examples(sd: StageDir, k: int = 3, reasons: set[str] | None = None) -> dict[str, list[str]]:
+    """Up to ``k`` rejected rows per reason: id, detail, an excerpt of the text and of the model's answer. A shard's
+    reasons are read first and only the rows shown are converted; reading stops once every reason of ``reasons``
+    (the stage's, from its stats) has ``k``."""
     gen = f"{sd.name}_generation"
     found: dict[str, list[dict]] = defaultdict(list)
-    for t in _rows(sd, REJECTED, ["id", "reason", "detail", "text", gen]):
-        for r in t.to_pylist():
-            reason = r.get("reason") or "?"
-            if len(found[reason]) < k:
-                found[reason].append(r)
+    for shard in sd.done_shards()[:MAX_SHARDS]:
+        if reasons is not None and all(len(found[r]) >= k for r in reasons):
+            break
+        try:
+            path = sd.verified(REJECTED, shard)
+            names = pq.read_schema(path).names
+            if "reason" not in names:
+                continue
+            picked = []
+            for i, reason in enumerate(pq.read_table(path, columns=["reason"]).column(0).to_pylist()):
+                reason = reason or "?"
+                if len(found[reason]) + sum(1 for _, r in picked if r == reason) < k:
+                    picked.append((i, reason))
+            if not picked:
+                continue
+            cols = [c for c in ("id", "reason", "detail", "text", gen) if c in names]
+            rows = pq.read_table(path, columns=cols).take([i for i, _ in picked]).to_pylist()
+        except (TamperedError, OSError, KeyError):
+            continue
+        for (_, reason), r in zip(picked, rows):
+            found[reason].append(r)
     e = html.escape
     out: dict[str, list[str]] = {}
     for reason, rows in found.items():
