@@ -1,18 +1,17 @@
 """Japanese documents for the reference comparison of ``japanese_quality``: the text of every real Japanese page in
 ``../shared/data`` (43 of ``html/japanese``, 29 EUC-JP pages of the ClueWeb WARC read by our WARC source), and
 documents built from each that reach every threshold from both sides (the amount of each change varies from page to
-page): cut short, paragraphs repeated, hiragana turned into katakana, English lines mixed in, sentence ends turned
-into ellipses at line ends, sentence ends removed, a syllable pair repeated (the top character n-grams). A page's text is its HTML's text with lxml (scripts and styles dropped, one
-line per line of text, blank lines dropped), not an extractor's: the expected values must not move when extraction
-gets better. Made by ``tests/make_japanese_reference.py``; read by ``tests/stages/filters/test_japanese_quality.py``.
+page): cut short, paragraphs repeated, hiragana turned into katakana, English lines mixed in, ellipses at line
+ends, sentence ends removed, a syllable pair repeated (the top character n-grams). A page's text is its HTML's text
+with lxml (scripts and styles dropped, one line per line of text, blank lines dropped), not an extractor's: the
+expected values must not move when extraction gets better. Made by ``tests/make_japanese_reference.py``; read by ``tests/stages/filters/test_japanese_quality.py``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from tests.conftest import SHARED as DATA
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ENGLISH = ["The committee published its annual report on regional transport last week.",
            "Prices rose slightly in the third quarter, according to the statement.",
            "Readers can find the full schedule on the official website."]
