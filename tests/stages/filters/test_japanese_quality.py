@@ -100,3 +100,18 @@ def test_columns_on_every_row_and_empty_text_is_a_reason_not_a_crash():
     assert v.columns["ja_num_letters"].to_pylist() == [len(GOOD), 0, 0]
     assert set(v.columns) == {f"ja_{k}" for k in MEASURES}
     assert "ja_num_letters = 0 (bound 400)" == v.details[1]
+
+
+@pytest.mark.fast
+def test_a_rows_verdict_depends_on_the_row_alone():
+    """The same documents alone, in two orders and among others get the same columns and reasons."""
+    texts = [GOOD, GOOD[:300], GOOD + "\n" + KATAKANA, "\n".join(SENTENCES[:8]) + "\n" + ENGLISH, ""]
+    stage = JapaneseQuality()
+
+    def judged(batch):
+        v = stage.process(pa.table({"id": [str(i) for i in range(len(batch))], "text": batch}))
+        cols = {k: c.to_pylist() for k, c in v.columns.items()}
+        return [(v.reasons[i], {k: c[i] for k, c in cols.items()}) for i in range(len(batch))]
+
+    alone = [judged([t])[0] for t in texts]
+    assert judged(texts) == alone and judged(texts[::-1]) == alone[::-1]
