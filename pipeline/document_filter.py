@@ -6,7 +6,9 @@ dict holding at least those measurements, and ``decide(measures, text)`` -> None
 detail)``. The base owns the rest: the per-row loop over ``column`` (any text column; nulls read as ""), the
 measurement columns on kept *and* rejected rows (a new threshold needs no re-measuring), the reasons and details,
 typed columns even on an empty shard, and an optional rewrite of the text (``new_text``: C4 keeps only its kept
-lines).
+lines). Rows whose ``language`` column (language_id's) is in ``skip_languages`` are not judged: kept as they are,
+their measurements null, counted as ``unjudged_<language>`` in the stage's stats — a rule that counts words between
+spaces or looks for ``.`` at line ends means nothing in Japanese, and must not silently reject it.
 
     class ShortLines(DocumentFilter):
         type: ClassVar[str] = "short_lines"
@@ -30,6 +32,11 @@ import pyarrow as pa
 from pipeline.stage import Stage
 from pipeline.verdict import Verdict
 
+#: Languages (as fastText's lid.176 labels them) written without spaces between words: Japanese, Chinese (and Wu,
+#: Cantonese), Thai, Lao, Khmer, Burmese, Tibetan. The word- and sentence-end rules of Gopher, C4 and FineWeb do
+#: not judge them by default.
+NO_SPACE_LANGUAGES = ["ja", "zh", "wuu", "yue", "th", "lo", "km", "my", "bo"]
+
 
 class DocumentFilter(Stage):
     """A rule filter: ``measure`` each document's text, then ``decide`` (see the module docstring)."""
@@ -40,6 +47,8 @@ class DocumentFilter(Stage):
     measures: ClassVar[dict[str, pa.DataType]] = {}
     #: Name the columns ``<stage name>_<measure>``.
     prefix_columns: ClassVar[bool] = False
+    #: Languages (the ``language`` column) this filter passes unjudged and counts; see the module docstring.
+    skip_languages: list[str] = []
 
     def measure(self, text: str) -> dict[str, Any]:
         raise NotImplementedError(f"filter type {self.type!r} does not implement measure()")
@@ -71,20 +80,41 @@ class DocumentFilter(Stage):
     def column_name(self, measure: str) -> str:
         return f"{self.name}_{measure}" if self.prefix_columns else measure
 
+    def unjudged(self, table: pa.Table) -> list[str | None]:
+        """Per row, the language it is not judged in (``skip_languages``), or None."""
+        if not self.skip_languages or "language" not in table.column_names:
+            return [None] * len(table)
+        skip = set(self.skip_languages)
+        return [lang if lang in skip else None for lang in table.column("language").to_pylist()]
+
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         raw = table.column(self.column).to_pylist()
         texts = [t or "" for t in raw]
-        rows = self.measure_all(texts, table)
+        skipped = self.unjudged(table)
+        types = self.measurement_types()
+        judged = [i for i, lang in enumerate(skipped) if lang is None]
+        rows: list[dict[str, Any]] = [dict.fromkeys(types)] * len(texts)
+        if len(judged) == len(texts):
+            rows = self.measure_all(texts, table)
+        elif judged:
+            for i, m in zip(judged, self.measure_all([texts[i] for i in judged], table.take(judged))):
+                rows[i] = m
         reasons: list[str | None] = []
         details: list[str | None] = []
-        for text, m in zip(texts, rows):
-            d = self.decide(m, text)
-            reason, detail = d if isinstance(d, tuple) else (d, None)
+        counters: dict[str, float] = {}
+        for text, m, lang in zip(texts, rows, skipped):
+            if lang is not None:
+                reason, detail = None, None
+                counters[f"unjudged_{lang}"] = counters.get(f"unjudged_{lang}", 0) + 1
+            else:
+                d = self.decide(m, text)
+                reason, detail = d if isinstance(d, tuple) else (d, None)
             reasons.append(reason)
             details.append(detail)
-        columns: dict[str, Any] = {self.column_name(k): pa.array([m[k] for m in rows], t)
-                                   for k, t in self.measurement_types().items()}
+        columns: dict[str, Any] = {self.column_name(k): pa.array([m[k] for m in rows], t) for k, t in types.items()}
         if self.rewrites_text():
-            new = [(self.new_text(t, m) if r is None else None) for t, m, r in zip(texts, rows, reasons)]
+            new = [(self.new_text(t, m) if r is None and lang is None else None)
+                   for t, m, r, lang in zip(texts, rows, reasons, skipped)]
             columns[self.column] = pa.array([n if n is not None else o for n, o in zip(new, raw)], pa.string())
-        return Verdict(reasons, columns=columns, details=details if any(d is not None for d in details) else None)
+        return Verdict(reasons, columns=columns, details=details if any(d is not None for d in details) else None,
+                       counters=counters)

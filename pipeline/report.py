@@ -203,6 +203,11 @@ def build(run_dir: str | Path) -> str:
         for reason, n in s["reasons"].items():
             parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td class='l'><code>{e(reason)}</code></td>"
                          f"<td>{n:,}</td><td>{n / max(s['in'], 1):.1%}</td></tr>")
+        for key, n in s["counters"].items():  # rows a rule filter kept without judging (a language it cannot)
+            if key.startswith("unjudged_"):
+                parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td class='l'><em>kept unjudged: language "
+                             f"{e(key[len('unjudged_'):])}</em></td><td>{int(n):,}</td>"
+                             f"<td>{n / max(s['in'], 1):.1%}</td></tr>")
     parts.append("</table>")
     parts.append("<h2 id='examples'>Rejected examples</h2><p class='muted'>A few rejected rows of every reason, "
                  "as the stage saw them (an excerpt, escaped), with the detail it recorded and, for LLM stages, "

@@ -45,7 +45,7 @@ from pipeline.global_stage import GlobalStage, Step, StepInputs
 from pipeline.shards import StageDir
 from pipeline.stage import Verdict
 from stages.dedup.exact import choose_survivors, verify_duplicates
-from stages.dedup.minhash_kernels import CODE, WORDS, band_hashes, shingles, signatures
+from stages.dedup.minhash_kernels import CHARS, CODE, WORDS, band_hashes, shingles, signatures
 
 MERGE = "merge"
 #: Buckets of up to this many rows give every pair to verification, larger ones a star (see ``reduce``).
@@ -65,8 +65,9 @@ class MinhashDedup(GlobalStage):
     #: only rows in clusters have a decision
     decides: ClassVar[str] = "some"
     column: str = "text"
-    #: words: word n-grams of normalised text (prose); code: n-grams of code tokens.
-    shingle: Literal["words", "code"] = "words"
+    #: words: word n-grams of normalised text (prose); code: n-grams of code tokens; chars: character n-grams
+    #: (Japanese, Chinese: no spaces between words).
+    shingle: Literal["words", "code", "chars"] = "words"
     ngram: int = Field(5, ge=1)
     #: Bands x rows of the LSH; their product is the number of permutations. Ignored when ``threshold`` is set.
     bands: int = Field(14, ge=1)
@@ -126,7 +127,7 @@ class MinhashDedup(GlobalStage):
 
     @property
     def mode(self) -> int:
-        return CODE if self.shingle == "code" else WORDS
+        return {"code": CODE, "chars": CHARS}.get(self.shingle, WORDS)
 
     def signatures(self, texts: list[str | None], shingle_sets: bool = False):
         a, b = self.permutations()

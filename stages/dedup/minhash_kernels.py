@@ -9,8 +9,10 @@ the same thing here and there. A test compares every signature with datasketch's
 
 Shingles (``shingles`` says it in plain Python): the text (lowercased with ``str.lower`` for prose) as UTF-8, cut
 into tokens — prose: runs of letters, digits and non-ASCII characters (ASCII punctuation, symbols and whitespace
-separate them); code: identifiers/numbers and every other non-space ASCII character alone — and ``ngram``
-consecutive tokens joined by single spaces (all tokens when fewer).
+separate them); code: identifiers/numbers and every other non-space ASCII character alone; chars (languages
+written without spaces: a Japanese word 5-gram is a whole line): every character but whitespace and ASCII
+punctuation, lowercased — and ``ngram`` consecutive tokens joined by single spaces (all tokens when fewer). The
+compiled kernels read chars as words over the text with a space after every character (``prepare``).
 
 Three implementations of that one definition, chosen by ``kernel()``: the C kernel (``_minhash_c.c``, built at
 install; SHA-1 on the CPU's SHA extensions where it has them, the permutation loop compiled for AVX-512/AVX2), the
@@ -133,7 +135,7 @@ def fmix32(h):
     return np.uint32(h ^ (h >> np.uint32(16)))
 
 
-WORDS, CODE = 0, 1
+WORDS, CODE, CHARS = 0, 1, 2
 
 
 @njit(cache=True, inline="always")
@@ -217,7 +219,10 @@ def _signatures(buf, offsets, ngram, mode, a, b, fast, max_tokens, out, want_set
 
 
 def prepare(texts: list[str | None], mode: int) -> list[str]:
-    """What the kernel reads: words mode lowercases (Unicode, with ``str.lower``); code keeps case."""
+    """What the kernel reads: words mode lowercases (Unicode, with ``str.lower``); code keeps case; chars lowercases,
+    drops whitespace and puts a space between characters, so that each is a word."""
+    if mode == CHARS:
+        return [" ".join("".join((t or "").lower().split())) for t in texts]
     return [(t or "").lower() if mode == WORDS else (t or "") for t in texts]
 
 
@@ -252,6 +257,7 @@ def signatures(texts: list[str | None], ngram: int, a: np.ndarray, b: np.ndarray
     if not texts:
         return out, [] if shingle_sets else None
     texts = prepare(texts, mode)
+    mode = WORDS if mode == CHARS else mode  # prepared: each character is a word
     which = kernel()
     if which == "python":
         return _signatures_python(texts, ngram, a, b, mode, fast, shingle_sets)
@@ -275,7 +281,7 @@ def shingles(text: str | None, ngram: int, mode: int = WORDS) -> list[bytes]:
     """The definition, in plain Python: the document's tokens (see ``_tokens``), ``ngram`` consecutive ones joined by
     a space, or all of them when there are fewer. What a datasketch user would feed ``MinHash.update_batch``."""
     data = prepare([text], mode)[0].encode("utf-8", "surrogatepass")
-    toks = (WORD_TOKEN if mode == WORDS else CODE_TOKEN).findall(data)
+    toks = (CODE_TOKEN if mode == CODE else WORD_TOKEN).findall(data)
     if not toks:
         return []
     if len(toks) < ngram:

@@ -20,6 +20,27 @@ from pipeline.stage import Stage, Verdict
 from stages.filters.text_units import FORMULA
 
 
+def model_problems(stage: str, model: str) -> list[str]:
+    """Preflight: the fastText model path is a file (one line naming the key otherwise)."""
+    from pipeline.component import missing_path
+
+    if os.path.isfile(os.path.expanduser(model)):
+        return []
+    return missing_path(stage, "model", model, "file") or \
+        [f"stage {stage!r}: model {model!r} is not a file (a fastText lid.176.bin/.ftz path)"]
+
+
+def load_model(stage_type: str, model: str):
+    """The fastText model, loaded once per worker."""
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"{stage_type}: model file {model} not found (set stages.<name>.model to a "
+                                "fastText lid.176.bin/.ftz path)")
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None  # its load warning goes to stderr on every worker
+    return fasttext.load_model(model)
+
+
 class LanguageId(Stage):
     """fastText language identification; keep-list and minimum score."""
 
@@ -41,22 +62,10 @@ class LanguageId(Stage):
     _model: Any = PrivateAttr(None)
 
     def preflight(self) -> list[str]:
-        from pipeline.component import missing_path
-
-        problems = super().preflight()
-        if not os.path.isfile(os.path.expanduser(self.model)):
-            problems += missing_path(self.name, "model", self.model, "file") or \
-                [f"stage {self.name!r}: model {self.model!r} is not a file (a fastText lid.176.bin/.ftz path)"]
-        return problems
+        return super().preflight() + model_problems(self.name, self.model)
 
     def setup(self) -> None:
-        if not os.path.isfile(self.model):
-            raise FileNotFoundError(f"language_id: model file {self.model} not found (set stages.<name>.model to a "
-                                    "fastText lid.176.bin/.ftz path)")
-        import fasttext
-
-        fasttext.FastText.eprint = lambda *a, **k: None  # its load warning goes to stderr on every worker
-        self._model = fasttext.load_model(self.model)
+        self._model = load_model(self.type, self.model)
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         if self._model is None:

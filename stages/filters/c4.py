@@ -19,7 +19,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
 from pipeline.verdict import Verdict
 from stages.filters.text_units import FORMULA, mask_math, sentences
 
@@ -48,6 +48,8 @@ class C4Filter(DocumentFilter):
     filter_javascript: bool = True
     filter_curly_bracket: bool = True
     filter_policy: bool = True
+    #: Not judged (kept, counted): languages without spaces between words or ``.`` sentence ends.
+    skip_languages: list[str] = NO_SPACE_LANGUAGES
     #: Formulas' braces do not count; display-formula lines are kept as they are.
     math_aware: bool = False
     #: Keep the text as it was before the line filter in ``text_before_<name>``.

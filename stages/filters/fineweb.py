@@ -12,7 +12,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
 from stages.filters.gopher import duplicates
 from stages.filters.text_units import FORMULA, ends_with_terminal, mask_math, words
 
@@ -31,6 +31,8 @@ class FineWebFilter(DocumentFilter):
     short_line_length: int = 30
     char_duplicates_ratio: float = 0.01
     new_line_ratio: float = 0.3
+    #: Not judged (kept, counted): languages without spaces between words or ``.`` sentence ends.
+    skip_languages: list[str] = NO_SPACE_LANGUAGES
     math_aware: bool = False
     batch_size: int = Field(256, ge=1)
 

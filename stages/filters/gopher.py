@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
 from stages.filters.text_units import is_symbol_word, mask_math, words
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -28,6 +28,8 @@ class GopherFilter(DocumentFilter):
     prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
+    #: Not judged (kept, counted): languages without spaces between words, where words cannot be counted so.
+    skip_languages: list[str] = NO_SPACE_LANGUAGES
 
 
 class GopherQuality(GopherFilter):

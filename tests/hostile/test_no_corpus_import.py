@@ -105,7 +105,8 @@ def test_no_corpus_module_imported_on_the_code_path(hostile, tiny_model, tmp_pat
 
 def test_no_corpus_module_imported_on_the_web_path(hostile, tmp_path):
     work, markers, _ = hostile
-    stages = [{"type": "extract"}, {"type": "language_id", "model": str(LID), "min_score": 0.0},
+    stages = [{"type": "language_prefilter", "languages": ["en", "ja"], "model": str(LID)},
+              {"type": "extract"}, {"type": "language_id", "model": str(LID), "min_score": 0.0},
               {"type": "math_score", "min_score": 0.0}, {"type": "gopher_quality"}, {"type": "gopher_repetition"},
               {"type": "c4_filter"}, {"type": "fineweb_filter"}, {"type": "exact_dedup"},
               {"type": "minhash_dedup"}, {"type": "japanese_quality"}]

@@ -30,14 +30,17 @@ shared = pytest.mark.shared_data
 @shared
 @pytest.mark.parametrize("num_perm,seed", [(128, 1), (112, 42)])
 def test_signatures_are_datasketchs(corpus_rows, extracted_pages, num_perm, seed):
-    """>= 1,000 real documents, code (token shingles) and prose (word shingles): every signature equals
-    ``datasketch.MinHash(num_perm, seed).update_batch(shingles).hashvalues``."""
+    """>= 1,000 real documents, code (token shingles), prose (word shingles) and Japanese and English pages
+    (character shingles): every signature equals ``datasketch.MinHash(num_perm, seed).update_batch(shingles)
+    .hashvalues``."""
     from datasketch import MinHash
 
     code = [r["content"] for r in corpus_rows[:700]]
     prose = [p["text"] for p in extracted_pages if p["text"].strip()][:400]
+    japanese = [p["text"] for p in extracted_pages if sum("\u3040" <= c <= "\u30ff" for c in p["text"]) > 50]
+    assert len(japanese) >= 30
     checked = 0
-    for shingle, texts in (("code", code), ("words", prose)):
+    for shingle, texts in (("code", code), ("words", prose), ("chars", japanese + prose[:100])):
         stage = MinhashDedup(shingle=shingle, num_perm=num_perm, seed=seed, bands=1, rows=1)
         ours, _ = stage.signatures(texts)
         for text, sig in zip(texts, ours):
@@ -60,17 +63,18 @@ def test_the_three_kernels_agree(corpus_rows, extracted_pages, monkeypatch, tmp_
 
     long_token = "x" * 70 + " " + "y" * 150
     texts = [r["content"] for r in corpus_rows[:300]] + [p["text"] for p in extracted_pages[:100]] + \
-        ["", "   \n\t", "a b", "Hello, world!", long_token * 3, "Ünïcode ÄÖÜ 数学 ∑ x_i²", "bad \ud800 surrogate"]
+        ["", "   \n\t", "a b", "Hello, world!", long_token * 3, "Ünïcode ÄÖÜ 数学 ∑ x_i²", "bad \ud800 surrogate",
+         "吾輩は猫である。名前はまだ無い。", "ab"]
     a, b = MinhashDedup(num_perm=64, seed=3, bands=8, rows=8).permutations()
     results = {}
     for which in ("c", "numba", "python"):
         monkeypatch.setenv("SWALLOW_MINHASH_KERNEL", which)
         assert kernels.kernel().startswith(which)
-        for mode in (kernels.WORDS, kernels.CODE):
+        for mode in (kernels.WORDS, kernels.CODE, kernels.CHARS):
             results[which, mode] = kernels.signatures(texts, 5, a, b, mode, shingle_sets=True)
             if which != "python":
                 results[which, mode, "fast"] = kernels.signatures(texts, 5, a, b, mode, fast=True)[0]
-    for mode in (kernels.WORDS, kernels.CODE):
+    for mode in (kernels.WORDS, kernels.CODE, kernels.CHARS):
         ref_sig, ref_sets = results["python", mode]
         for which in ("c", "numba"):
             sig, sets = results[which, mode]
@@ -272,3 +276,22 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
 
     assert final(run_dir, "test_slow_minhash_dedup") == final(clean, "test_slow_minhash_dedup")
     assert len(final(clean, "test_slow_minhash_dedup")[1]) >= 50  # the planted copies were found
+
+
+@pytest.mark.fast
+def test_character_shingles_see_japanese_near_duplicates():
+    """A Japanese line has no spaces: word 5-gram shingles are whole lines, so one changed character in each line
+    makes two copies of a text look unrelated; character 5-grams see them as the near-duplicates they are."""
+    lines = ["吾輩は猫である。名前はまだ無い。", "どこで生れたかとんと見当がつかぬ。", "何でも薄暗いじめじめした所で泣いていた事だけは記憶している。",
+             "吾輩はここで始めて人間というものを見た。", "しかもあとで聞くとそれは書生という人間中で一番獰悪な種族であったそうだ。"]
+    a = "\n".join(lines)
+    b = "\n".join(line.replace("。", "！", 1) for line in lines)  # one character changed per line
+
+    def jaccard(shingle):
+        sig, _ = MinhashDedup(shingle=shingle, num_perm=128, bands=16, rows=8).signatures([a, b])
+        return float((sig[0] == sig[1]).mean())
+
+    assert jaccard("chars") >= 0.6 and jaccard("words") <= 0.2, (jaccard("chars"), jaccard("words"))
+    stage = MinhashDedup(shingle="chars", ngram=3)
+    # whitespace dropped, Japanese punctuation kept (only ASCII punctuation separates), characters joined by spaces
+    assert stage.shingles("吾輩 は猫、です") == [" ".join(x).encode() for x in ("吾輩は", "輩は猫", "は猫、", "猫、で", "、です")]

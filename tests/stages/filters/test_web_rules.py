@@ -101,3 +101,25 @@ def test_language_id_with_lid176():
     assert v.columns["language"].to_pylist()[:2] == ["en", "ja"]
     assert v.reasons == [None, "other_language", "empty"]
     assert v.columns["language_score"][0].as_py() > 0.5
+
+
+@pytest.mark.fast
+def test_word_rules_pass_languages_they_cannot_judge_and_count_them():
+    """Gopher, C4 and FineWeb count words between spaces and look for ``.`` at line ends: on a Japanese document
+    every rule would reject it. A row that language_id labelled ``ja`` is kept unjudged (measurements null) and
+    counted as ``unjudged_ja``; the same text labelled ``en`` or with no label is judged (and rejected); with
+    ``skip_languages: []`` every row is judged."""
+    ja = "\n".join(["吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"] * 3)
+    table = pa.table({"id": ["a", "b", "c"], "text": [ja, ja, ja], "language": ["ja", "en", None]})
+    for stage in (GopherQuality(name="gq"), GopherRepetition(name="gr"), C4Filter(name="c4"),
+                  FineWebFilter(name="fw")):
+        v = stage.process(table)
+        assert v.reasons[0] is None and v.reasons[1] is not None and v.reasons[2] is not None, (stage.type, v.reasons)
+        assert v.counters == {"unjudged_ja": 1}
+        first = next(iter(stage.measurement_types()))
+        col = v.columns[stage.column_name(first)]
+        assert col[0].as_py() is None and col[1].as_py() is not None
+        if stage.rewrites_text():  # C4 keeps an unjudged document's text as it is
+            assert v.columns["text"][0].as_py() == ja
+        strict = type(stage)(name=stage.name, skip_languages=[]).process(table)
+        assert all(r is not None for r in strict.reasons) and not strict.counters
