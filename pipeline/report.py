@@ -180,7 +180,9 @@ def build(run_dir: str | Path) -> str:
     stage_reasons = {s["stage"]: set(s["reasons"]) for s in stats}
     examples = {sd.name: reason_examples(sd, reasons=stage_reasons.get(sd.name)) for sd in dirs}
     rewrites = [(sd, d) for sd, d in ((sd, rewrite_samples(sd)) for sd in dirs) if d]
-    toc = [("funnel", "Funnel"), ("reasons", "Rejection reasons"), ("examples", "Rejected examples")] + \
+    has_decont = any(r.startswith(("contaminated:", "near_copy:")) for s in stats for r in s["reasons"])
+    toc = [("funnel", "Funnel"), ("reasons", "Rejection reasons")] + \
+        ([("decontamination", "Decontamination")] if has_decont else []) + [("examples", "Rejected examples")] + \
         ([("rewrites", "Before and after")] if rewrites else []) + \
         [("measurements", "Measurements"), ("throughput", "Time and throughput"), ("versions", "Versions")] + \
         ([("config", "Configuration")] if (run_dir / "run.yaml").exists() else [])
@@ -209,6 +211,22 @@ def build(run_dir: str | Path) -> str:
                              f"{e(key[len('unjudged_'):])}</em></td><td>{int(n):,}</td>"
                              f"<td>{n / max(s['in'], 1):.1%}</td></tr>")
     parts.append("</table>")
+    decont = [(s["stage"], reason.split(":", 1)[0], reason.split(":", 1)[1], n, s["in"]) for s in stats
+              for reason, n in s["reasons"].items() if reason.startswith(("contaminated:", "near_copy:"))]
+    if decont:  # the convention of decontamination stages: contaminated:<set> (n-grams), near_copy:<set> (MinHash)
+        parts.append("<h2 id='decontamination'>Decontamination</h2><p class='muted'>Rows rejected for holding "
+                     "benchmark text, per stage and benchmark set: <code>contaminated</code> shares n-grams with an "
+                     "item, <code>near_copy</code> is a near copy of one (the examples below name the item and the "
+                     "n-gram).</p><table><tr><th class='l'>stage</th><th class='l'>benchmark set</th>"
+                     "<th>n-gram hits</th><th>near copies</th><th>share of stage input</th></tr>")
+        per: dict[tuple[str, str], list[int]] = {}
+        for stage, kind, name, n, n_in in decont:
+            row = per.setdefault((stage, name), [0, 0, n_in])
+            row[0 if kind == "contaminated" else 1] += n
+        for (stage, name), (hits, near, n_in) in per.items():
+            parts.append(f"<tr><td class='l'>{e(stage)}</td><td class='l'>{e(name)}</td><td>{hits:,}</td>"
+                         f"<td>{near:,}</td><td>{(hits + near) / max(n_in, 1):.2%}</td></tr>")
+        parts.append("</table>")
     parts.append("<h2 id='examples'>Rejected examples</h2><p class='muted'>A few rejected rows of every reason, "
                  "as the stage saw them (an excerpt, escaped), with the detail it recorded and, for LLM stages, "
                  "the model's answer.</p>")

@@ -1,0 +1,1 @@
+"""Decontamination: benchmark text kept out of the corpus."""
