@@ -218,13 +218,14 @@ def format_stats(stats: dict) -> str:
     if stats.get("unverified"):
         lines.append(f"WARNING: {len(stats['unverified'])} shard(s) changed after they finished and are left out of "
                      f"these figures ({', '.join(stats['unverified'][:5])}); run `swallow verify`")
-    lines += [f"{'stage':<20} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'elapsed s':>9}"]
+    w = max([20] + [len(st["stage"]) for st in stats["stages"]])  # a long stage name does not shift the columns
+    lines += [f"{'stage':<{w}} {'in':>10} {'kept':>10} {'rejected':>10} {'kept MB':>9} {'elapsed s':>9}"]
     for st in stats["stages"]:
-        lines.append(f"{st['stage']:<20} {st['in']:>10,} {st['kept']:>10,} {st['rejected']:>10,} "
+        lines.append(f"{st['stage']:<{w}} {st['in']:>10,} {st['kept']:>10,} {st['rejected']:>10,} "
                      f"{st['bytes_kept'] / 1e6:>9.2f} {st['elapsed_s'] or st['wall_s']:>9.1f}")
         for reason, n in st["reasons"].items():
-            lines.append(f"{'':<20}   - {reason:<40} {n:>10,}")
+            lines.append(f"{'':<{w}}   - {reason:<40} {n:>10,}")
         for k, v in st["counters"].items():
-            lines.append(f"{'':<20}   * {k:<40} {v:>10,}")
+            lines.append(f"{'':<{w}}   * {k:<40} {v:>10,}")
     return "\n".join(lines)
 

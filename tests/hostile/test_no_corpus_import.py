@@ -86,6 +86,7 @@ def test_no_corpus_module_imported_on_the_code_path(hostile, tiny_model, tmp_pat
               {"type": "lint_filter", "min_score": 0.0}, {"type": "script_filter"},
               {"type": "minhash_dedup", "shingle": "code", "threshold": 0.7, "num_perm": 32, "partitions": 2},
               {"type": "length_filter", "max_chars": 4000},
+              {"type": "decontaminate", "benchmarks": [{"recipe": "humaneval"}], "tokens": "code", "near_copy": True},
               # (only the shortest files are rewritten; the others pass through to the scorer)
               {"type": "rewrite", "prompt": "code_sgcr", "model": str(tiny_model), "max_tokens": 8,
                "where": "n_chars < 100", "concurrency": 1, **CPU_ENGINE},
