@@ -79,8 +79,9 @@ def status(run_dir: str | Path) -> dict:
 
 def format_status(st: dict) -> str:
     who = st["holder"]
+    doing = f"running {st['running']}" if st["running"] else "finishing (every stage done; export and report)"
     head = "finished" if st["finished"] else (
-        f"running {st['running']} (pid {who.get('pid')} on {who.get('host')})" if who else
+        f"{doing} (pid {who.get('pid')} on {who.get('host')})" if who else
         f"stopped before the end (at {st['running']}); rerun to resume")
     lines = [f"{st['run_dir']}: {head}",
              f"{'stage':<24} {'shards':>13} {'rows in':>11} {'kept':>11} {'rows/s':>9} {'ETA':>8}  notes"]

@@ -154,15 +154,28 @@ class NeedsMissingPackage(Stage):
 
 
 class Slow(Stage):
-    """Sleeps ``delay_s`` per batch (a run that is still going while a test looks at it)."""
+    """Sleeps ``delay_s`` per batch (a run that is still going while a test looks at it). With ``hold_file``: while
+    that file exists, every batch after the first ``hold_after`` (counted in ``<hold_file>.seen``) waits — a run held
+    mid-stage for as long as a test needs, whatever the machine's speed."""
 
     type: ClassVar[str] = "test_slow"
     delay_s: float = 1.0
+    hold_file: str = ""
+    hold_after: int = 2
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
+        import os
         import time
+        from pathlib import Path
 
         time.sleep(self.delay_s)
+        if self.hold_file:
+            seen = Path(self.hold_file + ".seen")
+            seen.mkdir(exist_ok=True)
+            before = len(list(seen.iterdir()))
+            (seen / f"{os.getpid()}-{time.time_ns()}").touch()
+            while before >= self.hold_after and os.path.exists(self.hold_file):
+                time.sleep(0.05)
         return Verdict([None] * len(table))
 
 

@@ -21,8 +21,11 @@ def test_status_of_a_running_and_a_finished_run(tmp_path):
                              "repo": ["r"] * 40, "license": ["mit"] * 40, "blob_id": [str(i) for i in range(40)]}),
                    src, row_group_size=4)
     cfg = tmp_path / "cfg.yaml"
+    hold = tmp_path / "hold"  # test_slow holds the run after 2 of its shards until this file goes
+    hold.touch()
     cfg.write_text(yaml.safe_dump({"kind": "code", "source": {"type": "code", "paths": [str(src)], "shard_bytes": 1},
-                                   "stages": [{"type": "syntax_filter"}, {"type": "test_slow", "delay_s": 0.3}],
+                                   "stages": [{"type": "syntax_filter"},
+                                              {"type": "test_slow", "delay_s": 0.1, "hold_file": str(hold)}],
                                    "export": {"enabled": False}, "plugins": ["tests.helpers"],
                                    "ray": {"num_cpus": 2, "object_store_memory": 200_000_000}}))
     out = tmp_path / "run"
@@ -53,6 +56,7 @@ def test_status_of_a_running_and_a_finished_run(tmp_path):
         text = status()
         assert "running test_slow" in text and "test_slow" in text
     finally:
+        hold.unlink()
         proc.wait(300)
     done = json.loads(status("--json"))
     assert done["finished"] and all(s["done"] == 40 for s in done["stages"])
