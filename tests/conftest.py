@@ -47,6 +47,7 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as `swallow run` does: not 15 below the other tests
         ray.init(num_cpus=2, object_store_memory=300_000_000, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, configure_logging=False)
     yield ray

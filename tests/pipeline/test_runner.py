@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -10,7 +12,7 @@ from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from pipeline.shards import KEPT, REJECTED
-from tests.conftest import write_sample
+from tests.conftest import ROOT, write_sample
 from tests.helpers import compiles
 
 pytestmark = pytest.mark.shared_data
@@ -144,3 +146,20 @@ def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session):
         ex.pool_size(big, big.resources(), 4)
     small = SyntaxFilter(num_cpus=1)
     assert ex.pool_size(small, small.resources(), 4) == 2  # the test cluster's 2 CPUs
+
+
+def test_embedded_ray_workers_run_at_the_commands_priority(tmp_path):
+    """Ray lowers its workers' priority by 15; an embedded Ray's run at the niceness of the command (here 3, set for
+    the child process), or that plus RAY_worker_niceness where the user sets it (Ray adds it)."""
+    import subprocess
+    import sys
+
+    code = ("import os, ray; os.nice(3); from pipeline.executor.ray import RayExecutor; from pipeline.config import "
+            "RayConfig; RayExecutor(RayConfig(num_cpus=1, object_store_memory=100_000_000)).start(); "
+            "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_worker_niceness")}
+    env["PYTHONPATH"] = str(ROOT)
+    for extra, want in (({}, "NICE 3 3"), ({"RAY_worker_niceness": "7"}, "NICE 10 3")):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=180)
+        assert want in out.stdout, (out.stdout[-500:], out.stderr[-2000:])

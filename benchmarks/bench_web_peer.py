@@ -1,0 +1,211 @@
+"""The web path beside datatrove's, same documents, same machine, alternating rounds (issue 25).
+
+Both sides read the same input (``--copies`` files, each the 7 real WARC files of ../shared/data/warc
+concatenated), extract with trafilatura, identify the language with the same fastText lid.176 (English ≥ 0.65) and
+apply Gopher quality, Gopher repetition, C4 and FineWeb at datatrove 0.10.1's defaults, with ``--workers``
+processes:
+
+ours:      ``swallow run`` of the config written below (warc → extract with math off → language_id → the four
+           rule stages), an embedded Ray
+datatrove: ``LocalPipelineExecutor`` (WarcReader → Trafilatura → LanguageFilter → the four filters → JsonlWriter),
+           ``tasks`` = the number of files
+
+Measured per round, for the whole process tree of each side (sampled every 0.2 s with psutil; rusage misses Ray's
+workers and datatrove's forkserver children): wall seconds, CPU seconds (user + system, each process's last
+sample: a process living under 0.2 s is missed on both sides), peak PSS summed over the tree. Then: distinct
+documents kept by each (by WARC record id: the copies repeat them), kept by both, and the share of those whose
+extracted texts are identical. Both sides get the same time limit.
+
+    pip install faust-cchardet python-magic fasteners orjson   # what datatrove's reader, LID and writer need
+    python benchmarks/bench_web_peer.py [--rounds 2] [--copies 4] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+LID = SHARED / "fasttext" / "lid.176.ftz"
+
+DATATROVE = r'''
+import sys
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                        GopherRepetitionFilter, LanguageFilter)
+from datatrove.pipeline.readers import WarcReader
+from datatrove.pipeline.writers import JsonlWriter
+
+src, out, logs, tasks, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+pipeline = [WarcReader(src, glob_pattern="*.warc.gz"), Trafilatura(), LanguageFilter(languages=["en"]),
+            GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter(),
+            JsonlWriter(out, output_filename="${rank}.jsonl.gz")]
+LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logs).run()
+'''
+
+
+def make_input(dest: Path, copies: int) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    blob = b"".join(p.read_bytes() for p in sorted((SHARED / "warc").glob("*.warc.gz")))
+    for i in range(copies):
+        (dest / f"part{i:02d}.warc.gz").write_bytes(blob)
+    return dest
+
+
+def our_config(src: Path, path: Path, workers: int) -> Path:
+    import yaml
+
+    stages = [{"type": "extract", "math": False, "math_fallback": False, "include_comments": False},
+              {"type": "language_id", "model": str(LID), "languages": ["en"], "min_score": 0.65, "max_chars": 0,
+               "mask_math": False},
+              {"type": "gopher_quality"}, {"type": "gopher_repetition"}, {"type": "c4_filter"},
+              {"type": "fineweb_filter"}]
+    raw = {"kind": "web", "source": {"type": "warc", "paths": [str(src)]}, "stages": stages,
+           "export": {"enabled": False}, "ray": {"num_cpus": workers}}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def datatrove_home(home: Path) -> dict:
+    """An HF cache holding lid.176 where datatrove's LanguageFilter looks for its download (no network here)."""
+    env = {**os.environ, "HF_HOME": str(home)}
+    code = ("from datatrove.io import cached_assets_path; print(cached_assets_path(library_name='datatrove', "
+            "namespace='lid', subfolder='ft176'))")
+    folder = Path(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                 check=True).stdout.strip())
+    target = folder / "dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
+    shutil.copy(LID, target)
+    Path(f"{target}.completed").touch()
+    # datatrove insists on the distribution fasttext-numpy2-wheel; the same module is installed here as
+    # fasttext-numpy2. Every process of that side (its forkserver children too) accepts it through sitecustomize.
+    shim = home / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import datatrove.utils._import_utils as u\n_orig = u._is_distribution_available\n"
+        "u._is_distribution_available = lambda name: name == 'fasttext-numpy2-wheel' or _orig(name)\n")
+    env["PYTHONPATH"] = str(shim)
+    return env
+
+
+def measure(cmd: list[str], env: dict, timeout: float, cwd: Path) -> dict:
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = psutil.Process(proc.pid)
+    cpu: dict[int, float] = {}
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        pss = 0
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                pss += p.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        peak = max(peak, pss)
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            break
+        time.sleep(0.2)
+    err = proc.stderr.read().decode("utf-8", "replace")[-2000:] if proc.stderr else ""
+    proc.wait()
+    return {"wall": time.perf_counter() - t0, "cpu": sum(cpu.values()), "pss": peak, "rc": proc.returncode,
+            "err": err}
+
+
+def kept_ours(run: Path) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    folder = sorted(d for d in (run / "stages").iterdir() if d.name.endswith("fineweb_filter"))[-1] / "kept"
+    out = {}
+    for f in sorted(folder.glob("*.parquet")):
+        for r in pq.read_table(f, columns=["warc_record_id", "text"]).to_pylist():
+            out[r["warc_record_id"]] = r["text"]
+    return out
+
+
+def kept_datatrove(out: Path) -> dict[str, str]:
+    docs = {}
+    for f in sorted(out.glob("*.jsonl.gz")):
+        for line in gzip.open(f, "rt"):
+            d = json.loads(line)
+            docs[d["id"]] = d["text"]
+    return docs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=1800)
+    a = ap.parse_args()
+    import importlib.util
+
+    missing = [m for m in ("cchardet", "magic", "fasteners", "orjson") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"datatrove's WarcReader, LanguageFilter and JsonlWriter need {', '.join(missing)}: "
+                         "pip install faust-cchardet python-magic fasteners orjson")
+    tmp = Path(tempfile.mkdtemp(prefix="webpeer-"))
+    src = make_input(tmp / "input", a.copies)
+    env_dt = datatrove_home(tmp / "hf")
+    env_ours = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env_ours.update(RAY_AUTH_MODE="disabled")
+    config = our_config(src, tmp / "web.yaml", a.workers)
+    swallow = str(Path(sys.executable).with_name("swallow"))
+    results: dict[str, list[dict]] = {"ours": [], "datatrove": []}
+    for r in range(a.rounds):
+        order = ["ours", "datatrove"] if r % 2 == 0 else ["datatrove", "ours"]
+        for side in order:
+            if side == "ours":
+                run = tmp / f"ours{r}"
+                cmd = [swallow, "run", str(config), "--output", str(run), "--no-progress", "--no-export"]
+                m = measure(cmd, env_ours, a.timeout, tmp)
+                m["kept"] = kept_ours(run) if m["rc"] == 0 else {}
+            else:
+                out = tmp / f"dt{r}"
+                cmd = [sys.executable, "-c", DATATROVE, str(src), str(out / "out"), str(out / "logs"),
+                       str(a.copies), str(a.workers)]
+                m = measure(cmd, env_dt, a.timeout, tmp)
+                m["kept"] = kept_datatrove(out / "out") if m["rc"] == 0 else {}
+            results[side].append(m)
+            print(f"round {r + 1} {side:<9} wall {m['wall']:6.1f} s  cpu {m['cpu']:6.1f} s  peak PSS "
+                  f"{m['pss'] / 2**30:.2f} GiB  kept {len(m['kept'])}  rc {m['rc']}", flush=True)
+            if m["rc"]:
+                print(m["err"])
+    print(f"\n{a.copies} files x 7 WARCs, {a.workers} workers, {a.rounds} rounds, {os.cpu_count()} cores")
+    print("| side | wall min / median s | CPU median s | peak PSS GiB | kept |")
+    print("|---|---:|---:|---:|---:|")
+    for side, ms in results.items():
+        walls, cpus = [m["wall"] for m in ms], [m["cpu"] for m in ms]
+        print(f"| {side} | {min(walls):.0f} / {statistics.median(walls):.0f} | {statistics.median(cpus):.0f} | "
+              f"{max(m['pss'] for m in ms) / 2**30:.2f} | {len(ms[-1]['kept'])} |")
+    ours, theirs = results["ours"][-1]["kept"], results["datatrove"][-1]["kept"]
+    both = set(ours) & set(theirs)
+    same = sum(1 for k in both if ours[k].strip() == theirs[k].strip())
+    ratio = statistics.median(m["cpu"] for m in results["ours"]) / \
+        statistics.median(m["cpu"] for m in results["datatrove"])
+    print(f"\nCPU ours / datatrove (medians): {ratio:.2f}; kept by both {len(both)}, only ours "
+          f"{len(set(ours) - both)}, only datatrove {len(set(theirs) - both)}; identical text on {same} of {len(both)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
