@@ -80,11 +80,11 @@ def our_config(src: Path, path: Path, workers: int) -> Path:
 def datatrove_home(home: Path) -> dict:
     """An HF cache holding lid.176 where datatrove's LanguageFilter looks for its download (no network here)."""
     env = {**os.environ, "HF_HOME": str(home)}
-    code = ("from datatrove.io import cached_assets_path; print(cached_assets_path(library_name='datatrove', "
-            "namespace='lid', subfolder='ft176'))")
-    folder = Path(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                 check=True).stdout.strip())
-    target = folder / "dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
+    code = ("import os; from datatrove.io import cached_assets_path, strip_protocol; "
+            "from datatrove.utils.lid import FT176LID; print(os.path.join(cached_assets_path(library_name='datatrove',"
+            " namespace='lid', subfolder='ft176'), strip_protocol(FT176LID.MODEL_URL).replace('/', '_')))")
+    target = Path(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                 check=True).stdout.strip())  # where datatrove looks, as datatrove names it
     shutil.copy(LID, target)
     Path(f"{target}.completed").touch()
     # datatrove insists on the distribution fasttext-numpy2-wheel; the same module is installed here as
@@ -115,7 +115,7 @@ def measure(cmd: list[str], env: dict, timeout: float, cwd: Path) -> dict:
         for p in tree:
             try:
                 t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                cpu[p.pid] = t.user + t.system  # not children_*: the children are sampled themselves
                 pss += p.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
