@@ -180,9 +180,11 @@ def build(run_dir: str | Path) -> str:
     stage_reasons = {s["stage"]: set(s["reasons"]) for s in stats}
     examples = {sd.name: reason_examples(sd, reasons=stage_reasons.get(sd.name)) for sd in dirs}
     rewrites = [(sd, d) for sd, d in ((sd, rewrite_samples(sd)) for sd in dirs) if d]
-    has_decont = any(r.startswith(("contaminated:", "near_copy:")) for s in stats for r in s["reasons"])
+    # the convention of decontamination stages: contaminated:<set> (n-grams), near_copy:<set> (MinHash)
+    decont = [(s["stage"], reason.split(":", 1)[0], reason.split(":", 1)[1], n, s["in"]) for s in stats
+              for reason, n in s["reasons"].items() if reason.startswith(("contaminated:", "near_copy:"))]
     toc = [("funnel", "Funnel"), ("reasons", "Rejection reasons")] + \
-        ([("decontamination", "Decontamination")] if has_decont else []) + [("examples", "Rejected examples")] + \
+        ([("decontamination", "Decontamination")] if decont else []) + [("examples", "Rejected examples")] + \
         ([("rewrites", "Before and after")] if rewrites else []) + \
         [("measurements", "Measurements"), ("throughput", "Time and throughput"), ("versions", "Versions")] + \
         ([("config", "Configuration")] if (run_dir / "run.yaml").exists() else [])
@@ -211,9 +213,7 @@ def build(run_dir: str | Path) -> str:
                              f"{e(key[len('unjudged_'):])}</em></td><td>{int(n):,}</td>"
                              f"<td>{n / max(s['in'], 1):.1%}</td></tr>")
     parts.append("</table>")
-    decont = [(s["stage"], reason.split(":", 1)[0], reason.split(":", 1)[1], n, s["in"]) for s in stats
-              for reason, n in s["reasons"].items() if reason.startswith(("contaminated:", "near_copy:"))]
-    if decont:  # the convention of decontamination stages: contaminated:<set> (n-grams), near_copy:<set> (MinHash)
+    if decont:
         parts.append("<h2 id='decontamination'>Decontamination</h2><p class='muted'>Rows rejected for holding "
                      "benchmark text, per stage and benchmark set: <code>contaminated</code> shares n-grams with an "
                      "item, <code>near_copy</code> is a near copy of one (the examples below name the item and the "

@@ -118,12 +118,10 @@ class Decontaminate(Stage):
         return tokens(text, self.tokens), []
 
     def _signatures(self, texts: list[str]) -> np.ndarray:
-        from datasketch import MinHash
+        from stages.dedup.minhash_kernels import CODE, datasketch_permutations, signatures
 
-        from stages.dedup.minhash_kernels import CODE, signatures
-
-        perm = MinHash(num_perm=self.near_perm, seed=self.near_seed).permutations
-        sig, _ = signatures(texts, self.near_ngram, perm[0], perm[1], mode=CODE)
+        a, b = datasketch_permutations(self.near_perm, self.near_seed)
+        sig, _ = signatures(texts, self.near_ngram, a, b, mode=CODE)
         return sig
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:

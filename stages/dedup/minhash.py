@@ -39,13 +39,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from pipeline.global_stage import GlobalStage, Step, StepInputs
 from pipeline.shards import StageDir
 from pipeline.stage import Verdict
 from stages.dedup.exact import choose_survivors, verify_duplicates
-from stages.dedup.minhash_kernels import CHARS, CODE, WORDS, band_hashes, shingles, signatures
+from stages.dedup.minhash_kernels import (CHARS, CODE, WORDS, band_hashes, datasketch_permutations, shingles,
+                                          signatures)
 
 MERGE = "merge"
 #: Buckets of up to this many rows give every pair to verification, larger ones a star (see ``reduce``).
@@ -84,7 +85,6 @@ class MinhashDedup(GlobalStage):
     survivor: Literal["lowest_id", "longest", "highest"] = "lowest_id"
     survivor_column: str | None = None
     partitions: int = Field(8, ge=1)
-    _perm: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self):
@@ -118,12 +118,7 @@ class MinhashDedup(GlobalStage):
 
     def permutations(self) -> tuple[np.ndarray, np.ndarray]:
         """datasketch's own (a, b) for this num_perm and seed."""
-        if self._perm is None:
-            from datasketch import MinHash
-
-            a, b = MinHash(num_perm=self.num_perm, seed=self.seed).permutations
-            self._perm = (np.asarray(a, np.uint32), np.asarray(b, np.uint32))
-        return self._perm
+        return datasketch_permutations(self.num_perm, self.seed)
 
     @property
     def mode(self) -> int:

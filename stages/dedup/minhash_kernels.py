@@ -26,6 +26,7 @@ document, more than the hashing). Where the time goes per 2 KB prose document (~
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -309,6 +310,15 @@ def _signatures_python(texts, ngram, a, b, mode, fast, shingle_sets):
         h ^= h >> np.uint32(16)
         out[i] = (h[:, None] * a[None, :] + b[None, :]).min(axis=0)
     return out, sets if shingle_sets else None
+
+
+@functools.lru_cache(maxsize=8)
+def datasketch_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's own (a, b) for ``num_perm`` and ``seed`` (made once per process)."""
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed).permutations
+    return np.asarray(a, np.uint32), np.asarray(b, np.uint32)
 
 
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

@@ -121,7 +121,6 @@ def extract_page(html: str, url: str | None) -> dict[str, Any]:
         return {"text": bbcode_math(text or ""), "math_formulas": n_math, "method": "resiliparse"}
     import trafilatura
 
-    page_prose = prose_chars(visible_text(tree, "\n")) if opts.get("prose_fallback") else 0
     in_page = count_formulas(visible_text(tree)) if opts["math_fallback"] and (hint or TEX_HINT.search(html)) else 0
     text = trafilatura.extract(tree, url=url, output_format=opts["output_format"], include_tables=True,
                                include_comments=opts["include_comments"], deduplicate=False) or ""
@@ -135,19 +134,22 @@ def extract_page(html: str, url: str | None) -> dict[str, Any]:
         theirs = count_formulas(base)
         if theirs >= 1.25 * ours and theirs >= ours + 3:
             text, method = base, "trafilatura_baseline"
-    ours = prose_chars(text) if page_prose else 0
+    ours = prose_chars(text) if opts.get("prose_fallback") else 0
     # (not where the formulas already chose between the two: on physicsforums_2 the prose rule took the baseline
     # the formula count had refused, and the page's formula recall fell from 0.67 to 0)
-    if not formulas_checked and page_prose and ours < PROSE_SHARE * page_prose and ours < LIST_SHARE * len(text):
-        # trafilatura chose a box of the page made of lists, with almost none of its sentences (a ranking sidebar on
-        # 29 of 29 product pages of a Japanese shop): its whole-article baseline wins when it holds clearly more prose
+    if opts.get("prose_fallback") and not formulas_checked and ours < LIST_SHARE * len(text):
+        # trafilatura's text is a list or a table; if it also holds almost none of the page's sentences (a ranking
+        # sidebar on 29 of 29 product pages of a Japanese shop), its whole-article baseline wins when that holds
+        # clearly more prose. The page's prose is read here, on a fresh parse (trafilatura pruned the first), so
+        # that the pages whose text is prose — nearly all — pay nothing for the rule.
         fresh = load_html(html)
         if opts["math"] and hint:
             mark_math(fresh)
-        base = trafilatura.baseline(fresh)[1] or ""
-        theirs = prose_chars(base)
-        if theirs >= 2 * ours and theirs >= ours + 100:
-            text, method = base, "trafilatura_baseline"
+        if ours < PROSE_SHARE * prose_chars(visible_text(fresh, "\n")):
+            base = trafilatura.baseline(fresh)[1] or ""
+            theirs = prose_chars(base)
+            if theirs >= 2 * ours and theirs >= ours + 100:
+                text, method = base, "trafilatura_baseline"
     return {"text": bbcode_math(text), "math_formulas": n_math, "method": method}
 
 

@@ -41,6 +41,13 @@ def load_model(stage_type: str, model: str):
     return fasttext.load_model(model)
 
 
+def top_language(model, texts: list[str]) -> tuple[list[str | None], list[float]]:
+    """fastText's top label (without ``__label__``) and its probability for each one-line text."""
+    labels, probs = model.predict(texts, k=1)
+    return ([lab[0].replace("__label__", "") if lab else None for lab in labels],
+            [float(p[0]) if len(p) else 0.0 for p in probs])
+
+
 class LanguageId(Stage):
     """fastText language identification; keep-list and minimum score."""
 
@@ -79,9 +86,7 @@ class LanguageId(Stage):
             if self.max_chars:
                 t = t[: self.max_chars]
             prepared.append(" ".join(t.split()))
-        labels, probs = self._model.predict(prepared, k=1)
-        langs = [lab[0].replace("__label__", "") if lab else None for lab in labels]
-        scores = [float(p[0]) if len(p) else 0.0 for p in probs]
+        langs, scores = top_language(self._model, prepared)
         reasons, details = [], []
         for text, lang, score in zip(prepared, langs, scores):
             if not text:

@@ -26,7 +26,7 @@ from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
-from stages.extract.langid import load_model, model_problems
+from stages.extract.langid import load_model, model_problems, top_language
 
 HTML_LANG = re.compile(rb"<html\b[^>]*?\b(?:xml:)?lang\s*=\s*[\"']?\s*([A-Za-z_-]{2,20})", re.I)
 META_LANG = re.compile(rb"<meta\b[^>]*?http-equiv\s*=\s*[\"']?content-language[\"']?[^>]*?content\s*=\s*[\"']?\s*"
@@ -107,10 +107,8 @@ class LanguagePrefilter(Stage):
         want = set(self.languages)
         ask = [i for i, (d, t) in enumerate(zip(decl, titles)) if t and base_language(d) not in want]
         if ask and self._model is not None:  # only titles the declaration did not already settle
-            labels, probs = self._model.predict([titles[i] for i in ask], k=1)
-            for i, lab, p in zip(ask, labels, probs):
-                langs[i] = lab[0].replace("__label__", "") if lab else None
-                scores[i] = float(p[0]) if len(p) else 0.0
+            for i, lang, score in zip(ask, *top_language(self._model, [titles[i] for i in ask])):
+                langs[i], scores[i] = lang, score
         reasons, details = [], []
         for page, d, t, lang, score in zip(pages, decl, titles, langs, scores):
             if not page:
