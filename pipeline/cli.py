@@ -52,8 +52,8 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
-    docs = field_docs(cls)
+def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = "", docs: bool = True) -> None:
+    docs = field_docs(cls) if docs else {}
     for name, field in cls.model_fields.items():
         if name in ("paths",):
             continue
@@ -254,7 +254,9 @@ def cmd_export(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(docs: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``docs``: the stage options' help texts (read from the classes' source: 1.3 s for every
+    stage type, so only when help is asked for)."""
     p = argparse.ArgumentParser(prog="swallow", description="Build SwallowCode/SwallowMath-style pre-training "
                                 "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -337,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
         sp.add_argument("--executor", choices=["ray", "inline"], default="ray", help="ray (default) or inline")
         group = sp.add_argument_group(f"{type_name} options")
-        add_component_options(group, cls, prefix="opt_")
+        add_component_options(group, cls, prefix="opt_", docs=docs)
         sp.set_defaults(func=cmd_stage, stage_type=type_name)
     return p
 
@@ -365,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.plugins import PluginError
     from pipeline.shards import TamperedError
 
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(docs=any(w in ("-h", "--help") for w in words))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -48,6 +48,9 @@ class PipelineConfig(BaseModel):
     export: Any = None
     #: Free-form description written into the dataset card.
     description: str = ""
+    #: Run consecutive row-wise stages with equal resources as one chain (one worker per shard hands each stage's
+    #: kept rows to the next in memory; every stage still writes its own files): ``pipeline/fusion.py``.
+    chain_stages: bool = True
     #: Python modules imported before validation, to register your own stage types (no project change needed).
     plugins: list[str] = []
 

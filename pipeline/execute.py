@@ -169,13 +169,21 @@ def run_stage_shard(stage: Component, ctx: StageContext, shard: str, in_path: Pa
                     shard_ctx: ShardContext | None = None) -> dict:
     """Process one finished shard of the previous stage with ``stage`` (already set up); ``shard_ctx``: what the
     calling phase prepared for it (a global stage's decisions)."""
+    return apply_shard(stage, ctx, shard, read_shard(in_path, ctx.kind), shard_ctx)[0]
+
+
+def apply_shard(stage: Component, ctx: StageContext, shard: str, whole: pa.Table,
+                shard_ctx: ShardContext | None = None) -> tuple[dict, pa.Table]:
+    """``run_stage_shard`` on rows already in memory (the previous stage's kept table, as written to its file):
+    writes the shard's files and marker; returns its stats and its kept rows."""
     t0 = time.time()
-    whole = table = read_shard(in_path, ctx.kind)
+    table = whole
     shard_ctx = shard_ctx or ShardContext(ctx, shard)
     kept_parts, rej_parts, side = [], [], []
     counters: Counter = Counter()
     passed = None
     if stage.where:  # rows outside ``where`` pass through unchanged and kept
+        check_where(stage, table.schema)  # (a chained stage's input schema is first known here)
         try:
             selected = mask(stage.where, table)
         except WhereError as exc:  # a column the rows lack: the config's fault, one line for the user
@@ -202,8 +210,9 @@ def run_stage_shard(stage: Component, ctx: StageContext, shard: str, in_path: Pa
     artifacts = stage.write_artifacts(side, shard_ctx)
     if artifacts:
         extra["artifacts"] = artifacts
-    return finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(whole),
-                        whole.column("id").to_pylist(), extra, t0)
+    stats = finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(whole), whole.column("id").to_pylist(),
+                         extra, t0)
+    return stats, kept
 
 
 def reject_empty(schema_table: pa.Table) -> pa.Table:

@@ -46,6 +46,14 @@ class Phase:
         """Do the task in a worker (the component already set up); write its files, then its marker."""
         raise NotImplementedError
 
+    def attempt_key(self, task: Task, ctx: StageContext) -> str:
+        """What the executor counts a dead worker's attempts against (``max_retries``): the task."""
+        return task.key
+
+    def event_context(self, task: Task, ctx: StageContext) -> StageContext:
+        """The stage whose ``events.jsonl`` records this task's retries."""
+        return ctx
+
     def on_dead(self, component: Component, task: Task, ctx: StageContext, why: str) -> dict[str, Any]:
         """A task killed ``max_retries + 1`` workers. Default: stop the run (a global phase cannot guess)."""
         raise RuntimeError(f"stage {component.name!r}, phase {self.name!r}, task {task.key}: killed "

@@ -22,6 +22,7 @@ import yaml
 from pipeline.component import Component
 from pipeline.config import ConfigError, PipelineConfig, dump_config
 from pipeline.executor import make_executor
+from pipeline.fusion import Chain, ChainPhase, chains
 from pipeline.ledger import collect_stats
 from pipeline.lock import RunLock
 from pipeline.task import StageContext
@@ -110,6 +111,51 @@ def preflight(cfg: PipelineConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def run_component(ex, comp: Component, ctx: StageContext, progress: bool, chained_s: float = 0.0,
+                  chained_tasks: int = 0) -> None:
+    """Every phase of one component: its unfinished tasks on the executor; then its ``finalize`` and timing
+    (``chained_*``: what this stage already did inside a chain)."""
+    t_stage = time.time()
+    ran = chained_tasks
+    for phase in comp.phases():
+        tasks = phase.tasks(comp, ctx)
+        todo = [t for t in tasks if not phase.is_done(ctx, t.key)]
+        if not todo and chained_tasks:
+            continue  # the chain did it all: no second (empty) progress bar
+        label = comp.name if phase.name in ("read", "apply") else f"{comp.name}:{phase.name}"
+        with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress) as bar:
+            ex.run(comp, phase, todo, ctx, bar.update)
+        ran += len(todo)
+    clean_temp(ctx.dir.path)  # what killed workers were writing: their tasks were redone since
+    finalize = getattr(comp, "finalize", None)
+    if finalize is not None:
+        finalize(ctx)
+    record_elapsed(ctx.dir, time.time() - t_stage + chained_s, ran)
+
+
+def run_chain(ex, group: list[tuple[Component, StageContext]], progress: bool) -> dict[str, tuple[float, int]]:
+    """A chain of row-wise stages (``pipeline.fusion``): one task per shard runs them all. Returns, per stage,
+    the seconds its shards took inside the chain and how many it did."""
+    t0 = time.time()
+    chain = Chain([c for c, _ in group])
+    phase = ChainPhase([x for _, x in group])
+    first = group[0][1]
+    tasks = phase.tasks(chain, first)
+    todo = [t for t in tasks if not phase.is_done(first, t.key)]
+    with Progress(" > ".join(c.name for c, _ in group), total=len(tasks), done=len(tasks) - len(todo),
+                  enabled=progress) as bar:
+        results = ex.run(chain, phase, todo, first, bar.update)
+    wall = time.time() - t0
+    spent: dict[str, tuple[float, int]] = {}
+    for r in results:
+        for st in r.get("stages", []):
+            s, n = spent.get(st["stage"], (0.0, 0))
+            spent[st["stage"]] = (s + st.get("wall_s", 0.0), n + 1)
+    total = sum(s for s, _ in spent.values()) or 1.0
+    # the chain's wall time (workers' start included), shared by the stages as their shards' time was
+    return {name: (wall * s / total, n) for name, (s, n) in spent.items()}
+
+
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True, export: bool | None = None,
                  executor: str = "ray", report: bool = True) -> dict:
     """Run every stage of ``cfg`` into ``run_dir``; return per-stage stats. Safe to rerun after a crash."""
@@ -127,21 +173,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                 handle = comp.prestart(local)
                 if handle is not None:
                     started.append(handle)
-            for comp, ctx in zip(cfg.components(), contexts(run_dir, cfg)):
-                t_stage = time.time()
-                ran = 0
-                for phase in comp.phases():
-                    tasks = phase.tasks(comp, ctx)
-                    todo = [t for t in tasks if not phase.is_done(ctx, t.key)]
-                    label = comp.name if phase.name in ("read", "apply") else f"{comp.name}:{phase.name}"
-                    with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress) as bar:
-                        ex.run(comp, phase, todo, ctx, bar.update)
-                    ran += len(todo)
-                clean_temp(ctx.dir.path)  # what killed workers were writing: their tasks were redone since
-                finalize = getattr(comp, "finalize", None)
-                if finalize is not None:
-                    finalize(ctx)
-                record_elapsed(ctx.dir, time.time() - t_stage, ran)
+            pairs = list(zip(cfg.components(), contexts(run_dir, cfg)))
+            for group in chains(pairs) if cfg.chain_stages else [[pair] for pair in pairs]:
+                chained = run_chain(ex, group, progress) if len(group) > 1 else {}
+                for comp, ctx in group:  # alone, or what a chain left (a shard rejected as worker_died upstream)
+                    run_component(ex, comp, ctx, progress, *chained.get(comp.name, (0.0, 0)))
         except KeyboardInterrupt:
             ex.abort()
             raise

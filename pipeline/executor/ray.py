@@ -20,6 +20,7 @@ from pipeline.component import Component, Resources
 from pipeline.errors import ConfigError, ResourceError, SetupError, StorageError, WorkerBroken, as_storage_error
 from pipeline.executor.base import OnDone
 from pipeline.phase import Phase
+from pipeline.proctitle import set_title
 from pipeline.task import StageContext, Task
 
 log = logging.getLogger("swallow")
@@ -33,19 +34,19 @@ class _Worker:
         logging.basicConfig(level=logging.INFO)
         _isolate(cwd)
         self.component = component
-        _title(f"setup {component.name}")
+        set_title(f"setup {component.name}")
         try:
             component.setup()
         except WorkerBroken as exc:  # killed helpers (not a bad configuration): die, to be replaced (bounded)
             logging.getLogger("swallow").error("worker broken in setup: %s; exiting", exc)
             os._exit(75)
-        _title(f"idle {component.name}")
+        set_title(f"idle {component.name}")
 
     def ready(self) -> bool:
         return True
 
     def run(self, phase: Phase, task: Task, ctx: StageContext) -> dict:
-        _title(f"{self.component.name} {phase.name} {task.key}")
+        set_title(f"{self.component.name} {phase.name} {task.key}")
         try:
             return phase.run(self.component, task, ctx)
         except OSError as exc:  # the run folder refused a write: one line for the user (the driver stops the run)
@@ -86,19 +87,6 @@ def _isolate(cwd: str | None) -> None:
     sys.path[:] = [p for p in sys.path if p not in bad]
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-
-
-def _title(what: str) -> None:
-    """Name this worker process after what it does (``ps`` shows ``ray::swallow lint_filter apply 00003``), so a
-    person, py-spy or the fault-injection tests can tell a lint worker from a tokenize worker. Through Ray's own
-    setter (``ray._raylet.setproctitle``): the ``setproctitle`` package's changes do not show in a Ray worker, and
-    Ray sets its own title back when the task ends."""
-    try:
-        import ray._raylet
-
-        ray._raylet.setproctitle(f"ray::swallow {what}")
-    except Exception:  # noqa: BLE001 - a name is a convenience, never a reason to fail
-        pass
 
 
 def _first_line(exc: Exception) -> str:
@@ -289,7 +277,8 @@ class RayExecutor:
                         raise exc.cause from None
                     raise
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
-                    attempts[task.key] = attempts.get(task.key, 0) + 1
+                    key = phase.attempt_key(task, ctx)  # a chain of stages counts per stage and shard
+                    attempts[key] = attempts.get(key, 0) + 1
                     if actor not in dead:  # one replacement per dead actor, however many tasks it held
                         dead.add(actor)
                         ray.kill(actor, no_restart=True)
@@ -297,16 +286,17 @@ class RayExecutor:
                         replacement = actor_cls.remote(component, self.cwd)
                         starting[replacement.ready.remote()] = replacement
                     why = str(exc).splitlines()[0]
-                    retry = attempts[task.key] <= component.max_retries
-                    record_event(ctx, {"event": "retry" if retry else "gave_up", "phase": phase.name,
-                                       "task": task.key, "attempt": attempts[task.key], "why": why[:500]})
+                    retry = attempts[key] <= component.max_retries
+                    record_event(phase.event_context(task, ctx), {"event": "retry" if retry else "gave_up",
+                                                                  "phase": phase.name, "task": task.key,
+                                                                  "attempt": attempts[key], "why": why[:500]})
                     if retry:
                         log.warning("worker died on %s/%s/%s (attempt %d), retrying: %s", component.name,
-                                    phase.name, task.key, attempts[task.key], why)
+                                    phase.name, task.key, attempts[key], why)
                         pending.append(task)
                     else:
                         log.error("task %s/%s/%s killed %d workers", component.name, phase.name, task.key,
-                                  attempts[task.key])
+                                  attempts[key])
                         stats = phase.on_dead(component, task, ctx, why)
                         results.append(stats)
                         on_done(stats)
