@@ -71,7 +71,9 @@ def our_config(src: Path, path: Path, workers: int) -> Path:
                "mask_math": False},
               {"type": "gopher_quality"}, {"type": "gopher_repetition"}, {"type": "c4_filter"},
               {"type": "fineweb_filter"}]
-    raw = {"kind": "web", "source": {"type": "warc", "paths": [str(src)]}, "stages": stages,
+    # one shard per input file, as datatrove's side has one task per file (ours groups small files up to 512 MB by
+    # default: three 4 MB files would be one shard on one worker)
+    raw = {"kind": "web", "source": {"type": "warc", "paths": [str(src)], "shard_bytes": 1}, "stages": stages,
            "export": {"enabled": False}, "ray": {"num_cpus": workers}}
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -53,7 +53,7 @@ def stage_status(sd: StageDir, expected: int | None, started: float | None) -> d
         retries = sum(1 for line in events.read_text().splitlines() if '"retry"' in line)
     return {"stage": sd.name, "dir": sd.path.name, "done": len(done), "total": expected, "in": rows_in,
             "kept": kept, "rows_per_s": rate, "eta_s": eta, "worker_died_rows": died, "retries": retries,
-            "phases": phases, "last_done": times[-1] if times else None}
+            "phases": phases, "first_done": times[0] if times else None, "last_done": times[-1] if times else None}
 
 
 def status(run_dir: str | Path) -> dict:
@@ -62,14 +62,18 @@ def status(run_dir: str | Path) -> dict:
     if not plan.exists():
         raise FileNotFoundError(f"{run_dir}: no plan.json — not a run directory (or the run has not started)")
     planned = len(json.loads(plan.read_text()))
-    stages, expected, prev_end = [], planned, None
+    stages, start = [], None
     for sd in list_stages(run_dir):
-        st = stage_status(sd, expected, prev_end)  # a stage starts when the one before it ended
-        prev_end = st["last_done"]
+        # every stage ends with one shard per planned shard (each writes one per shard of the stage before it)
+        st = stage_status(sd, planned, start)
         stages.append(st)
-        # the next stage's shards are this one's, known once this one is complete
-        expected = st["done"] if expected is not None and st["done"] == expected else None
-    running = next((s["stage"] for s in stages if s["total"] is None or s["done"] < s["total"]), None)
+        # the next stage started when this one ended, or, chained with it (pipeline/fusion.py), with its first shard
+        start = st["last_done"] if st["done"] == planned else st["first_done"]
+    # what runs now: the first unfinished stage and the unfinished ones after it that finished shards already
+    # (stages of one chain advance together)
+    first = next((i for i, s in enumerate(stages) if s["done"] < s["total"]), None)
+    running = " > ".join(s["stage"] for i, s in enumerate(stages) if first is not None and i >= first and
+                         s["done"] < s["total"] and (i == first or s["done"])) or None
     holder = current_holder(run_dir)
     finished = running is None and holder is None
     return {"run_dir": str(run_dir), "planned_shards": planned, "stages": stages, "running": running,
