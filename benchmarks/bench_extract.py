@@ -117,7 +117,7 @@ def quality() -> None:
     import trafilatura
 
     from benchmarks import extract_quality, math_recall
-    from stages.extract.html import extract_page, setup_worker
+    from stages.extract.page import extract_page, setup_worker
     from stages.ingest.warc import decode_html
 
     print("\n== math recall (22 pages of webkit_bench)")

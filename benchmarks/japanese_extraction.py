@@ -126,7 +126,7 @@ def score(extract: Callable[[str, str | None], str], pages: list[dict], clueweb:
 
 def stage_extractor(**options) -> Callable[[str, str | None], str]:
     """The extract stage's per-page function (run in this process, not its child), with the stage's options."""
-    from stages.extract import html as H
+    from stages.extract import page as H
     from stages.extract.html import Extract
 
     defaults = Extract(name="extract")

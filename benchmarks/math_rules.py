@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from stages.extract.html import extract_page, setup_worker
+    from stages.extract.page import extract_page, setup_worker
     from stages.filters.c4 import C4Filter
     from stages.filters.fineweb import FineWebFilter
     from stages.filters.gopher import GopherQuality, GopherRepetition

@@ -224,6 +224,11 @@ def reject_empty(schema_table: pa.Table) -> pa.Table:
 
 def run_source_shard(source: Component, ctx: StageContext, shard: str, spec: dict) -> dict:
     """Read one planned input shard; rows with a non-null ``reason`` are rejected at ingest."""
+    return read_source_shard(source, ctx, shard, spec)[0]
+
+
+def read_source_shard(source: Component, ctx: StageContext, shard: str, spec: dict) -> tuple[dict, pa.Table]:
+    """``run_source_shard``, returning the shard's stats and its kept rows (what a chain hands on)."""
     t0 = time.time()
     kind = ctx.kind
     kept_parts, rej_parts = [], []
@@ -248,7 +253,7 @@ def run_source_shard(source: Component, ctx: StageContext, shard: str, spec: dic
     rejected = concat(rej_parts, reject_empty(empty_table(kind)))
     n_in = len(kept) + len(rejected)
     extra = {"source": spec, "info": source.shard_info(), "counters": dict(counters)}
-    return finish_shard(ctx.dir, shard, source.name, kept, rejected, n_in, None, extra, t0)
+    return finish_shard(ctx.dir, shard, source.name, kept, rejected, n_in, None, extra, t0), kept
 
 
 def duplicate_listings(dups: list[list[str]]) -> pa.Table:

@@ -6,8 +6,8 @@ pyarrow, pydantic, the stage and its libraries: spaCy alone takes 1.8 s), and re
 stage before it just wrote. On the web sample (3 files, 531 pages, six stages) that was ~3 s of CPU per stage
 for work of 1-2 s.
 
-What may chain: stages whose only phase is the plain apply phase (no global phase, which must see every shard)
-with the same resources, one task at a time, and no GPU. The ledger is unchanged: a chain's task for shard S runs
+What may chain: the source (its read phase) and the stages after it whose only phase is the plain apply phase (no
+global phase, which must see every shard), with the same resources, one task at a time, and no GPU. The ledger is unchanged: a chain's task for shard S runs
 the stages in order, each writing its files and marker as it would alone, so ``swallow verify``, ``status`` and
 the report read the same folders. A rerun resumes a shard at its first stage without a marker; a worker that dies
 is counted against that stage and shard (``attempt_key``), as it would be unchained, and a shard that keeps
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.execute import ApplyPhase, apply_shard, read_shard, reject_whole_shard
+from pipeline.execute import (ApplyPhase, SourcePhase, apply_shard, read_shard, read_source_shard,
+                              reject_whole_shard)
 from pipeline.phase import Phase
 from pipeline.proctitle import set_title
 from pipeline.shards import KEPT
@@ -31,12 +32,14 @@ from pipeline.task import StageContext, Task
 
 
 def chainable(component: Component) -> bool:
-    """A stage that may run inside a chain: one plain apply phase, one task per worker, no GPU."""
-    if component.role != "stage" or not getattr(component, "chainable", True):
+    """A source or stage that may run inside a chain: one plain read or apply phase, one task per worker, no
+    GPU."""
+    if not getattr(component, "chainable", True):
         return False
     phases = component.phases()
     res = component.resources()
-    return (len(phases) == 1 and type(phases[0]) is ApplyPhase and res.num_gpus == 0
+    plain = SourcePhase if component.role == "source" else ApplyPhase
+    return (len(phases) == 1 and type(phases[0]) is plain and res.num_gpus == 0
             and res.tasks_per_worker == 1)
 
 
@@ -46,7 +49,7 @@ def chains(pairs: list[tuple[Component, StageContext]]) -> list[list[tuple[Compo
     groups: list[list[tuple[Component, StageContext]]] = []
     for comp, ctx in pairs:
         last = groups[-1] if groups else None
-        if (last and chainable(comp) and chainable(last[-1][0])
+        if (last and comp.role == "stage" and chainable(comp) and chainable(last[-1][0])
                 and comp.resources() == last[-1][0].resources()):
             last.append((comp, ctx))
         else:
@@ -81,8 +84,8 @@ class Chain:
 
 
 class ChainPhase(Phase):
-    """One task per finished shard of the stage before the chain: the members in order, from the first member
-    that has no marker for the shard."""
+    """One task per planned shard (a chain that starts with the source) or per finished shard of the stage before
+    the chain: the members in order, from the first member that has no marker for the shard."""
 
     name = "apply"
 
@@ -90,7 +93,7 @@ class ChainPhase(Phase):
         self.contexts = contexts
 
     def tasks(self, chain: Chain, ctx: StageContext) -> list[Task]:
-        return ApplyPhase().tasks(chain.members[0], self.contexts[0])
+        return chain.members[0].phases()[0].tasks(chain.members[0], self.contexts[0])
 
     def first_undone(self, key: str) -> int | None:
         return next((i for i, c in enumerate(self.contexts) if not c.dir.is_done(key)), None)
@@ -115,10 +118,14 @@ class ChainPhase(Phase):
             if mctx.dir.is_done(task.key):  # finished by an earlier attempt: never written twice
                 table = None
                 continue
-            if table is None:
-                table = read_shard(mctx.prev.file(KEPT, task.key), mctx.kind)
-            set_title(f"{member.name} apply {task.key}")
-            stats, table = apply_shard(member, mctx, task.key, table)
+            if member.role == "source":  # (only ever first)
+                set_title(f"{member.name} read {task.key}")
+                stats, table = read_source_shard(member, mctx, task.key, task.spec)
+            else:
+                if table is None:
+                    table = read_shard(mctx.prev.file(KEPT, task.key), mctx.kind)
+                set_title(f"{member.name} apply {task.key}")
+                stats, table = apply_shard(member, mctx, task.key, table)
             per_stage.append(stats)
         n_in = per_stage[0]["in"] if per_stage else 0
         kept = per_stage[-1]["kept"] if per_stage else 0
@@ -131,5 +138,8 @@ class ChainPhase(Phase):
         if i is None:
             return {"in": 0, "kept": 0, "stages": []}
         mctx = self.contexts[i]
-        stats = reject_whole_shard(chain.members[i], mctx, task.key, Path(mctx.prev.file(KEPT, task.key)), None, why)
+        source = chain.members[i].role == "source"
+        stats = reject_whole_shard(chain.members[i], mctx, task.key,
+                                   None if source else Path(mctx.prev.file(KEPT, task.key)),
+                                   task.spec if source else None, why)
         return {"in": stats["in"], "kept": 0, "stages": [stats]}

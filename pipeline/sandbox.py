@@ -7,7 +7,7 @@ and the input sent again; dying twice on it answers ``died``.
 Nothing of this is specific to a stage: the child imports ``module:function`` (and calls ``module:setup`` once
 when given) and pickles arguments and results over its stdin/stdout.
 
-    box = Sandbox("stages.extract.html:extract_page", setup="stages.extract.html:setup_worker", setup_args=(cfg,))
+    box = Sandbox("stages.extract.page:extract_page", setup="stages.extract.page:setup_worker", setup_args=(cfg,))
     status, value = box.call(html, url, timeout_s=30)     # ("ok", result) | ("timeout", None) | ("died", detail)
 """
 

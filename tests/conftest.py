@@ -110,7 +110,7 @@ def html_pages() -> list[tuple[str, bytes]]:
 @pytest.fixture(scope="session")
 def extracted_pages():
     """Every HTML page extracted by our extract function (in-process): name, text, formulas marked."""
-    from stages.extract.html import extract_page, setup_worker
+    from stages.extract.page import extract_page, setup_worker
     from stages.ingest.warc import decode_html
 
     setup_worker({"extractor": "trafilatura", "math": True, "math_fallback": True, "output_format": "txt",

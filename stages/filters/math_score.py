@@ -19,49 +19,19 @@ too (``math_classifier_score``) and decides instead.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
 from pipeline.document_filter import DocumentFilter
-from stages.filters.text_units import FORMULA
-
-COMMANDS = re.compile(
-    r"\\(frac|dfrac|tfrac|sqrt|sum|int|iint|oint|prod|lim|limsup|liminf|infty|alpha|beta|gamma|delta|epsilon|"
-    r"varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|pi|rho|sigma|tau|upsilon|phi|varphi|chi|psi|"
-    r"omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|Phi|Psi|Omega|partial|nabla|cdot|cdots|ldots|times|div|pm|mp|"
-    r"leq|geq|le|ge|neq|ne|approx|equiv|sim|simeq|cong|propto|mathbb|mathbf|mathrm|mathcal|mathfrak|operatorname|"
-    r"left|right|begin|end|binom|choose|vec|hat|bar|tilde|overline|underline|forall|exists|in|notin|subset|"
-    r"subseteq|supset|cup|cap|setminus|emptyset|mapsto|to|rightarrow|Rightarrow|Leftrightarrow|iff|implies|log|ln|"
-    r"exp|sin|cos|tan|det|dim|ker|deg|gcd|max|min|sup|inf|mod|pmod|quad|qquad|text|displaystyle)(?![A-Za-z])")
-SCRIPT = re.compile(r"[\^_](\{|[A-Za-z0-9])")
-CODE_MARKS = re.compile(r';|"|->|==|&&|\|\||\$\{|\$\(')
-
-
-@lru_cache(maxsize=65536)
-def _is_math_symbol(ch: str) -> bool:
-    return ord(ch) > 127 and unicodedata.category(ch) == "Sm"
-
-
-def tex_spans(text: str) -> int:
-    n = 0
-    for m in FORMULA.finditer(text):
-        body = m.group(0)
-        if CODE_MARKS.search(body):
-            continue
-        if COMMANDS.search(body) or SCRIPT.search(body):
-            n += 1
-    return n
+from stages.filters.text_units import COMMANDS, is_math_symbol, tex_spans
 
 
 def measure(text: str, markup: int | None) -> dict[str, Any]:
     spans = tex_spans(text)
     commands = len(COMMANDS.findall(text))
-    symbols = sum(1 for ch in text if ord(ch) > 127 and _is_math_symbol(ch))
+    symbols = sum(1 for ch in text if ord(ch) > 127 and is_math_symbol(ch))
     evidence = 2 * spans + commands + 0.5 * symbols + (5 if markup else 0)
     density = evidence / (1 + len(text) / 1000)
     return {"math_tex_spans": spans, "math_latex_commands": commands, "math_symbols": symbols,

@@ -63,3 +63,33 @@ def ends_with_terminal(line: str) -> bool:
 def mask_math(text: str) -> str:
     """``text`` with every delimited formula replaced by the word ``MATH`` (line breaks inside it kept out)."""
     return FORMULA.sub(f" {MATH_WORD} ", text)
+
+
+# What reads as TeX (the math score and the extraction child count formulas so; here, in a module that imports
+# no pyarrow, so that the extraction child stays small).
+COMMANDS = re.compile(
+    r"\\(frac|dfrac|tfrac|sqrt|sum|int|iint|oint|prod|lim|limsup|liminf|infty|alpha|beta|gamma|delta|epsilon|"
+    r"varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|pi|rho|sigma|tau|upsilon|phi|varphi|chi|psi|"
+    r"omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|Phi|Psi|Omega|partial|nabla|cdot|cdots|ldots|times|div|pm|mp|"
+    r"leq|geq|le|ge|neq|ne|approx|equiv|sim|simeq|cong|propto|mathbb|mathbf|mathrm|mathcal|mathfrak|operatorname|"
+    r"left|right|begin|end|binom|choose|vec|hat|bar|tilde|overline|underline|forall|exists|in|notin|subset|"
+    r"subseteq|supset|cup|cap|setminus|emptyset|mapsto|to|rightarrow|Rightarrow|Leftrightarrow|iff|implies|log|ln|"
+    r"exp|sin|cos|tan|det|dim|ker|deg|gcd|max|min|sup|inf|mod|pmod|quad|qquad|text|displaystyle)(?![A-Za-z])")
+SCRIPT = re.compile(r"[\^_](\{|[A-Za-z0-9])")
+CODE_MARKS = re.compile(r';|"|->|==|&&|\|\||\$\{|\$\(')
+
+
+@lru_cache(maxsize=65536)
+def is_math_symbol(ch: str) -> bool:
+    return ord(ch) > 127 and unicodedata.category(ch) == "Sm"
+
+
+def tex_spans(text: str) -> int:
+    n = 0
+    for m in FORMULA.finditer(text):
+        body = m.group(0)
+        if CODE_MARKS.search(body):
+            continue
+        if COMMANDS.search(body) or SCRIPT.search(body):
+            n += 1
+    return n
