@@ -254,9 +254,14 @@ def cmd_export(args) -> int:
     return 0
 
 
-def build_parser(docs: bool = True) -> argparse.ArgumentParser:
+#: The commands that are not a stage type: given one of them, the parser needs no stage modules.
+COMMANDS = ("run", "verify", "stats", "report", "status", "export", "compare")
+
+
+def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.ArgumentParser:
     """The command line; ``docs``: the stage options' help texts (read from the classes' source: 1.3 s for every
-    stage type, so only when help is asked for)."""
+    stage type, so only when help is asked for); ``stage_commands``: a command per stage type (importing every
+    stage module: 1 s, so only when the command may be one)."""
     p = argparse.ArgumentParser(prog="swallow", description="Build SwallowCode/SwallowMath-style pre-training "
                                 "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,7 +325,7 @@ def build_parser(docs: bool = True) -> argparse.ArgumentParser:
     for add_command in plugins.commands():  # e.g. `swallow publish`, declared by the package that provides it
         add_command(sub)
 
-    for type_name, cls in sorted(plugins.load_all("stage").items()):
+    for type_name, cls in sorted(plugins.load_all("stage").items()) if stage_commands else []:
         doc = (cls.__doc__ or "").strip()
         sp = sub.add_parser(type_name, help=doc.splitlines()[0] if doc else type_name, description=doc,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -368,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.shards import TamperedError
 
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(docs=any(w in ("-h", "--help") for w in words))
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(docs=any(w in ("-h", "--help") for w in words), stage_commands=command not in COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
