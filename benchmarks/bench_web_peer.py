@@ -1,9 +1,10 @@
 """The web path beside datatrove's, same documents, same machine, alternating rounds (issue 25).
 
 Both sides read the same input (``--copies`` files, each the 7 real WARC files of ../shared/data/warc
-concatenated), extract with trafilatura, identify the language with the same fastText lid.176 (English ≥ 0.65) and
-apply Gopher quality, Gopher repetition, C4 and FineWeb at datatrove 0.10.1's defaults, with ``--workers``
-processes:
+concatenated), extract with trafilatura called the same way (datatrove's Trafilatura() defaults: favor_precision,
+deduplicate, no comments, 1 s per page before a page is given up; our prose fallback stays on), identify the
+language with the same fastText lid.176 (English ≥ 0.65) and apply Gopher quality, Gopher repetition, C4 and
+FineWeb at datatrove 0.10.1's defaults, with ``--workers`` processes:
 
 ours:      ``swallow run`` of the config written below (warc → extract with math off → language_id → the four
            rule stages), an embedded Ray
@@ -14,7 +15,9 @@ Measured per round, for the whole process tree of each side (sampled every 0.2 s
 workers and datatrove's forkserver children): wall seconds, CPU seconds (user + system, each process's last
 sample: a process living under 0.2 s is missed on both sides), peak PSS summed over the tree. Then: distinct
 documents kept by each (by WARC record id: the copies repeat them), kept by both, and the share of those whose
-extracted texts are identical. Both sides get the same time limit.
+extracted texts are identical. Both sides get the same time limit. Last, untimed: datatrove once more on one file
+with a writer after the extractor and an exclusion writer on every filter, and per filter the verdicts of both
+sides on the documents whose extracted texts are identical.
 
     pip install faust-cchardet python-magic fasteners orjson   # what datatrove's reader, LID and writer need
     python benchmarks/bench_web_peer.py [--rounds 2] [--copies 4] [--workers 2]
@@ -55,6 +58,30 @@ LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logs).
 '''
 
 
+# The same pipeline, once more after the timed rounds (not timed: its writers cost), writing what trafilatura gave
+# and what each filter dropped: the verdicts per filter, compared with ours on the documents whose texts agree.
+DATATROVE_VERDICTS = r'''
+import sys
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                        GopherRepetitionFilter, LanguageFilter)
+from datatrove.pipeline.readers import WarcReader
+from datatrove.pipeline.writers import JsonlWriter
+
+src, out, logs = sys.argv[1], sys.argv[2], sys.argv[3]
+w = lambda name: JsonlWriter(f"{out}/{name}", output_filename="${rank}.jsonl.gz")
+pipeline = [WarcReader(src, glob_pattern="*.warc.gz"), Trafilatura(), w("extracted"),
+            LanguageFilter(languages=["en"], exclusion_writer=w("language_id")),
+            GopherQualityFilter(exclusion_writer=w("gopher_quality")),
+            GopherRepetitionFilter(exclusion_writer=w("gopher_repetition")),
+            C4QualityFilter(exclusion_writer=w("c4_filter")), FineWebQualityFilter(exclusion_writer=w("fineweb_filter")),
+            w("kept")]
+LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=logs).run()
+'''
+FILTERS = ["language_id", "gopher_quality", "gopher_repetition", "c4_filter", "fineweb_filter"]
+
+
 def make_input(dest: Path, copies: int) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     blob = b"".join(p.read_bytes() for p in sorted((SHARED / "warc").glob("*.warc.gz")))
@@ -66,7 +93,9 @@ def make_input(dest: Path, copies: int) -> Path:
 def our_config(src: Path, path: Path, workers: int) -> Path:
     import yaml
 
-    stages = [{"type": "extract", "math": False, "math_fallback": False, "include_comments": False},
+    # trafilatura called as datatrove's Trafilatura() calls it: favor_precision, deduplicate, no comments, 1 s a page
+    stages = [{"type": "extract", "math": False, "math_fallback": False, "include_comments": False,
+               "favor_precision": True, "deduplicate": True, "timeout_s": 1},
               {"type": "language_id", "model": str(LID), "languages": ["en"], "min_score": 0.65, "max_chars": 0,
                "mask_math": False},
               {"type": "gopher_quality"}, {"type": "gopher_repetition"}, {"type": "c4_filter"},
@@ -152,6 +181,51 @@ def kept_datatrove(out: Path) -> dict[str, str]:
     return docs
 
 
+def jsonl_docs(folder: Path) -> dict[str, str]:
+    return {d["id"]: d["text"] for f in sorted(folder.glob("*.jsonl.gz")) for d in map(json.loads, gzip.open(f, "rt"))}
+
+
+def verdict_agreement(run: Path, tmp: Path, env_dt: dict) -> None:
+    """Per filter, on the documents both sides extracted to the same text: how many each filter judged on both
+    sides and how many verdicts (pass / drop) agree. One input file (the copies repeat it)."""
+    import pyarrow.parquet as pq
+
+    one = tmp / "one"
+    one.mkdir()
+    first = sorted((tmp / "input").glob("*.warc.gz"))[0]
+    (one / first.name).symlink_to(first)
+    out = tmp / "dt-verdicts"
+    r = subprocess.run([sys.executable, "-c", DATATROVE_VERDICTS, str(one), str(out), str(out / "logs")], env=env_dt,
+                       capture_output=True, text=True)
+    if r.returncode:
+        print("datatrove's verdict run failed:", r.stderr[-1500:])
+        return
+    theirs_text = jsonl_docs(out / "extracted")
+    theirs_fate = {i: name for name in FILTERS for i in jsonl_docs(out / name)}
+    stages = {d.name.split("-", 1)[1]: d for d in (run / "stages").iterdir()}
+    ours_text = {}
+    for f in sorted((stages["extract"] / "kept").glob("*.parquet")):
+        for row in pq.read_table(f, columns=["warc_record_id", "text"]).to_pylist():
+            ours_text[row["warc_record_id"]] = row["text"]
+    ours_fate = {}
+    for name in FILTERS:
+        for f in sorted((stages[name] / "rejected").glob("*.parquet")):
+            for i in pq.read_table(f, columns=["warc_record_id"]).column("warc_record_id").to_pylist():
+                ours_fate[i] = name
+    both = [i for i in theirs_text if i in ours_text]
+    same = [i for i in both if theirs_text[i].strip() == ours_text[i].strip()]
+    print(f"\nverdicts per filter (one file): extracted by both {len(both)}, same text {len(same)} "
+          f"({len(same) / max(len(both), 1):.0%}); on those:")
+    print("| filter | judged by both | same verdict | agreement |")
+    print("|---|---:|---:|---:|")
+    for k, name in enumerate(FILTERS):
+        def reached(fate):  # the document got to this filter: no earlier filter dropped it
+            return fate is None or FILTERS.index(fate) >= k
+        judged = [i for i in same if reached(ours_fate.get(i)) and reached(theirs_fate.get(i))]
+        agree = sum((ours_fate.get(i) == name) == (theirs_fate.get(i) == name) for i in judged)
+        print(f"| {name} | {len(judged)} | {agree} | {agree / max(len(judged), 1):.1%} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
@@ -206,6 +280,8 @@ def main() -> None:
         statistics.median(m["cpu"] for m in results["datatrove"])
     print(f"\nCPU ours / datatrove (medians): {ratio:.2f}; kept by both {len(both)}, only ours "
           f"{len(set(ours) - both)}, only datatrove {len(set(theirs) - both)}; identical text on {same} of {len(both)}")
+    if results["ours"][-1]["rc"] == 0:
+        verdict_agreement(tmp / f"ours{a.rounds - 1}", tmp, env_dt)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

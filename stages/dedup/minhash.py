@@ -41,10 +41,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.global_stage import GlobalStage, Step, StepInputs
+from pipeline.global_stage import Step, StepInputs
 from pipeline.shards import StageDir
 from pipeline.stage import Verdict
-from stages.dedup.exact import choose_survivors, verify_duplicates
+from stages.dedup.survivors import DedupStage, choose_survivors, verify_duplicates
 from stages.dedup.minhash_kernels import (CHARS, CODE, WORDS, band_hashes, datasketch_permutations, shingles,
                                           signatures)
 
@@ -55,7 +55,7 @@ CLIQUE = 20
 EDGE_CHUNK = 10_000
 
 
-class MinhashDedup(GlobalStage):
+class MinhashDedup(DedupStage):
     """Near-duplicate removal with MinHash LSH over all shards (see the module docstring)."""
 
     type: ClassVar[str] = "minhash_dedup"
@@ -82,20 +82,13 @@ class MinhashDedup(GlobalStage):
     #: Drop LSH false positives: members whose true Jaccard with the survivor is below verify_threshold.
     verify_jaccard: bool = False
     verify_threshold: float | None = Field(None, gt=0, le=1)
-    survivor: Literal["lowest_id", "longest", "highest"] = "lowest_id"
-    survivor_column: str | None = None
     partitions: int = Field(8, ge=1)
 
     @model_validator(mode="after")
     def _check(self):
-        if self.survivor == "highest" and not self.survivor_column:
-            raise ValueError("survivor: highest needs survivor_column (a numeric column)")
         if self.threshold is None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} > num_perm {self.num_perm}")
         return self
-
-    def reads(self) -> set[str]:
-        return super().reads() | ({self.survivor_column} if self.survivor_column else set())
 
     def makes(self) -> set[str]:
         return {"minhash_cluster", "minhash_cluster_size", "duplicate_of"}

@@ -48,6 +48,11 @@ class Extract(Stage):
     output_format: Literal["txt", "markdown"] = "txt"
     #: Keep the comments section trafilatura finds (forums and Q&A pages hold answers there).
     include_comments: bool = True
+    #: trafilatura's favor_precision: keep less of the page, only what is clearly main text (datatrove's default:
+    #: True; off here, as when this stage's extraction and math figures were measured).
+    favor_precision: bool = False
+    #: trafilatura's deduplicate: drop text segments repeated within the page (datatrove's default: True).
+    deduplicate: bool = False
     #: Seconds one page may take before it is rejected as ``extract_timeout`` and the worker replaced.
     timeout_s: float = Field(30.0, gt=0)
     #: Keep the HTML column in the output (large; off by default).
@@ -74,6 +79,7 @@ class Extract(Stage):
 
         options = {"extractor": self.extractor, "math": self.math, "math_fallback": self.math_fallback,
                    "output_format": self.output_format, "include_comments": self.include_comments,
+                   "favor_precision": self.favor_precision, "deduplicate": self.deduplicate,
                    "prose_fallback": self.prose_fallback}
         self._box = Sandbox("stages.extract.page:extract_page", setup="stages.extract.page:setup_worker",
                             setup_args=(options,))

@@ -106,7 +106,9 @@ def extract_page(html: str, url: str | None) -> dict[str, Any]:
 
     in_page = count_formulas(visible_text(tree)) if opts["math_fallback"] and (hint or TEX_HINT.search(html)) else 0
     text = trafilatura.extract(tree, url=url, output_format=opts["output_format"], include_tables=True,
-                               include_comments=opts["include_comments"], deduplicate=False) or ""
+                               include_comments=opts["include_comments"], favor_precision=opts.get("favor_precision",
+                                                                                                    False),
+                               deduplicate=opts.get("deduplicate", False)) or ""
     method = "trafilatura"
     ours = count_formulas(text) if in_page else 0
     formulas_checked = bool(in_page and ours < 0.8 * in_page)
