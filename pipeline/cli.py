@@ -360,9 +360,12 @@ def _where_stopped(run_dir: str | None) -> str:
     except Exception:  # noqa: BLE001 - the line must come whatever the folder holds
         return f"finished work is kept in {run_dir}; rerun the same command to resume"
     done = [s for s in st["stages"] if s["total"] is not None and s["done"] == s["total"]]
-    at = next((s for s in st["stages"] if s not in done), None)
-    where = f"{len(done)} of {len(st['stages'])} stages finished" + (
-        f", {at['stage']} at {at['done']}/{at['total'] if at['total'] is not None else '?'} shards" if at else "")
+    first = next((i for i, s in enumerate(st["stages"]) if s not in done), None)
+    # the first unfinished stage and those after it with finished shards (the stages of a chain advance together)
+    at = [s for i, s in enumerate(st["stages"]) if first is not None and i >= first and s not in done
+          and (i == first or s["done"])]
+    where = f"{len(done)} of {len(st['stages'])} stages finished" + "".join(
+        f", {s['stage']} at {s['done']}/{s['total'] if s['total'] is not None else '?'} shards" for s in at)
     return f"{where}; finished work is kept in {run_dir}: rerun the same command to resume"
 
 

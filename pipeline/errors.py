@@ -23,6 +23,26 @@ class SetupError(RuntimeError):
     not bad data; the run stops, finished shards are kept."""
 
 
+class MemberSetupError(RuntimeError):
+    """The ``setup()`` of one stage of a chain (``pipeline.fusion``) failed: says which, so the user reads the
+    stage's name, not the chain's."""
+
+    def __init__(self, member: str, cause: str):
+        super().__init__(f"setup of stage {member!r}: {cause}")
+        self.member, self.cause = member, cause
+
+    def __reduce__(self):  # (Ray pickles it to the driver)
+        return type(self), (self.member, self.cause)
+
+
+def failed_setup(component_name: str, cause_line: str) -> tuple[str, str]:
+    """(stage name, cause) of a failed setup, from its one-line cause: the chain's member when it names one."""
+    import re
+
+    m = re.search(r"MemberSetupError: setup of stage '([^']+)': (.*)", cause_line)
+    return (m.group(1), m.group(2)) if m else (component_name, cause_line)
+
+
 class StorageError(RuntimeError):
     """The run folder cannot be written (disk full, read-only, no permission): not the data's fault and not worth
     retrying elsewhere; the run stops, what was finished is kept, the half-written files are temporary ones that

@@ -7,9 +7,9 @@ stage before it just wrote. On the web sample (3 files, 531 pages, six stages) t
 for work of 1-2 s.
 
 What may chain: the source (its read phase) and the stages after it whose only phase is the plain apply phase (no
-global phase, which must see every shard), with the same resources, one task at a time, and no GPU. The ledger is unchanged: a chain's task for shard S runs
-the stages in order, each writing its files and marker as it would alone, so ``swallow verify``, ``status`` and
-the report read the same folders. A rerun resumes a shard at its first stage without a marker; a worker that dies
+global phase, which must see every shard), with the same resources, one task at a time, and no GPU. The ledger is
+unchanged: a chain's task for shard S runs the stages in order, each writing its files and marker as it would
+alone, so ``swallow verify``, ``status`` and the report read the same folders. A rerun resumes a shard at its first stage without a marker; a worker that dies
 is counted against that stage and shard (``attempt_key``), as it would be unchained, and a shard that keeps
 killing workers is rejected (``worker_died``) at that stage; the stages after it then finish the shard on their
 own, unchained (``leftover``). The worker's process title names the stage it is in (``ray::swallow lint_filter
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
+from pipeline.errors import MemberSetupError, WorkerBroken
 from pipeline.execute import (ApplyPhase, SourcePhase, apply_shard, read_shard, read_source_shard,
                               reject_whole_shard)
 from pipeline.phase import Phase
@@ -73,7 +74,12 @@ class Chain:
 
     def setup(self) -> None:
         for m in self.members:
-            m.setup()
+            try:
+                m.setup()
+            except WorkerBroken:  # a killed helper: the worker is replaced (bounded), as for a stage alone
+                raise
+            except Exception as exc:  # noqa: BLE001 - named after the stage, not the chain
+                raise MemberSetupError(m.name, f"{type(exc).__name__}: {exc}") from exc
 
     def teardown(self) -> None:
         for m in self.members:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.component import Component
-from pipeline.errors import SetupError, as_storage_error
+from pipeline.errors import MemberSetupError, SetupError, as_storage_error
 from pipeline.executor.base import OnDone
 from pipeline.phase import Phase
 from pipeline.task import StageContext, Task
@@ -23,8 +23,10 @@ class InlineExecutor:
         try:
             component.setup()
         except Exception as exc:
-            raise SetupError(f"stage {component.name!r}: setup() failed, stopping the run "
-                             f"(finished shards are kept; rerun after fixing): {type(exc).__name__}: {exc}") from exc
+            name, cause = ((exc.member, exc.cause) if isinstance(exc, MemberSetupError)
+                           else (component.name, f"{type(exc).__name__}: {exc}"))
+            raise SetupError(f"stage {name!r}: setup() failed, stopping the run "
+                             f"(finished shards are kept; rerun after fixing): {cause}") from exc
         results = []
         try:
             for task in tasks:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.errors import ConfigError, ResourceError, SetupError, StorageError, WorkerBroken, as_storage_error
+from pipeline.errors import (ConfigError, ResourceError, SetupError, StorageError, WorkerBroken, as_storage_error,
+                             failed_setup)
 from pipeline.executor.base import OnDone
 from pipeline.phase import Phase
 from pipeline.proctitle import set_title
@@ -228,8 +229,9 @@ class RayExecutor:
             not bad data: it stops the run instead of rejecting rows."""
             for a in actors:
                 ray.kill(a, no_restart=True)
-            return SetupError(f"stage {component.name!r}: a worker's setup() failed, stopping the run "
-                              f"(finished shards are kept; rerun after fixing): {_first_line(exc)}")
+            name, cause = failed_setup(component.name, _first_line(exc))
+            return SetupError(f"stage {name!r}: a worker's setup() failed, stopping the run "
+                              f"(finished shards are kept; rerun after fixing): {cause}")
 
         starting = {a.ready.remote(): a for a in (actor_cls.remote(component, self.cwd) for _ in range(size))}
         idle: list = []  # one entry per free slot of a live actor

@@ -58,6 +58,7 @@ def test_ctrl_c_is_one_line_exit_130_and_nothing_left(tmp_path):
     assert took < 15, took
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("interrupted:")]
+    # (the source and both stages run as one chain: the line names each stage under way and its shards)
     assert len(lines) == 1 and "rerun the same command to resume" in lines[0] and "lint_filter at" in lines[0], err
     time.sleep(2)
     left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -105,3 +105,12 @@ def test_a_shard_that_kills_its_workers_is_rejected_at_that_stage(tmp_path, ray_
     assert st[2]["kept"] > 0 and st[3]["in"] == st[2]["kept"]
     events = [json.loads(x) for x in (run / "stages" / "02-test_crashy" / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["retry", "gave_up"]
+
+
+@pytest.mark.fast
+def test_a_failing_setup_in_a_chain_names_its_stage(tmp_path):
+    from pipeline.errors import SetupError
+
+    cfg = config(tmp_path, [{"type": "length_filter"}, {"type": "test_bad_setup"}])
+    with pytest.raises(SetupError, match=r"stage 'test_bad_setup': setup\(\) failed.*FileNotFoundError.*nonexistent"):
+        run_pipeline(cfg, tmp_path / "run", progress=False, executor="inline", report=False)
