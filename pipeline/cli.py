@@ -354,16 +354,13 @@ def _where_stopped(run_dir: str | None) -> str:
     if not run_dir or not (Path(run_dir) / "plan.json").exists():
         return "nothing was finished"
     try:
-        from pipeline.status import status
+        from pipeline.status import status, under_way
 
         st = status(run_dir)
     except Exception:  # noqa: BLE001 - the line must come whatever the folder holds
         return f"finished work is kept in {run_dir}; rerun the same command to resume"
     done = [s for s in st["stages"] if s["total"] is not None and s["done"] == s["total"]]
-    first = next((i for i, s in enumerate(st["stages"]) if s not in done), None)
-    # the first unfinished stage and those after it with finished shards (the stages of a chain advance together)
-    at = [s for i, s in enumerate(st["stages"]) if first is not None and i >= first and s not in done
-          and (i == first or s["done"])]
+    at = under_way(st["stages"])
     where = f"{len(done)} of {len(st['stages'])} stages finished" + "".join(
         f", {s['stage']} at {s['done']}/{s['total'] if s['total'] is not None else '?'} shards" for s in at)
     return f"{where}; finished work is kept in {run_dir}: rerun the same command to resume"

@@ -56,6 +56,14 @@ def stage_status(sd: StageDir, expected: int | None, started: float | None) -> d
             "phases": phases, "first_done": times[0] if times else None, "last_done": times[-1] if times else None}
 
 
+def under_way(stages: list[dict]) -> list[dict]:
+    """What runs now: the first unfinished stage and the unfinished ones after it that finished shards already
+    (the stages of one chain advance together)."""
+    first = next((i for i, s in enumerate(stages) if s["done"] < s["total"]), None)
+    return [s for i, s in enumerate(stages) if first is not None and i >= first and s["done"] < s["total"]
+            and (i == first or s["done"])]
+
+
 def status(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     plan = run_dir / "plan.json"
@@ -69,11 +77,7 @@ def status(run_dir: str | Path) -> dict:
         stages.append(st)
         # the next stage started when this one ended, or, chained with it (pipeline/fusion.py), with its first shard
         start = st["last_done"] if st["done"] == planned else st["first_done"]
-    # what runs now: the first unfinished stage and the unfinished ones after it that finished shards already
-    # (stages of one chain advance together)
-    first = next((i for i, s in enumerate(stages) if s["done"] < s["total"]), None)
-    running = " > ".join(s["stage"] for i, s in enumerate(stages) if first is not None and i >= first and
-                         s["done"] < s["total"] and (i == first or s["done"])) or None
+    running = " > ".join(s["stage"] for s in under_way(stages)) or None
     holder = current_holder(run_dir)
     finished = running is None and holder is None
     return {"run_dir": str(run_dir), "planned_shards": planned, "stages": stages, "running": running,
