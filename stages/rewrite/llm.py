@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
@@ -27,7 +27,6 @@ from pipeline.component import NotSetUp
 from pipeline.stage import Stage
 from stages.rewrite.engine import EngineLoop
 from stages.rewrite.prompts import load_prompt
-
 
 #: The columns every LLM stage writes, as ``<stage name>_<column>``, in this order.
 GENERATION_COLUMNS = ("generation", "finish_reason", "prompt", "prompt_sha256", "model", "prompt_tokens",
@@ -111,11 +110,17 @@ class LlmStage(Stage):
     model: str
     #: GPUs per model replica (one Ray actor per replica); num_gpus follows it on GPU machines.
     tensor_parallel_size: int = 1
-    #: Engine settings passed to vLLM.
+    #: Engine settings passed to vLLM. ``max_num_seqs`` and ``max_num_batched_tokens`` left unset are chosen for
+    #: the model's size and the GPU's memory (``stages/rewrite/engine_settings.py``; what was chosen and why is
+    #: in the stage's stats and the report); without a GPU max_num_seqs is 256.
     dtype: str = "auto"
     max_model_len: int = 16384
-    max_num_seqs: int | None = 256
+    max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    #: Speculative decoding: "ngram" turns on n-gram (prompt-lookup) speculation, lossless (with greedy decoding
+    #: the tokens are identical to a run without it); "auto" leaves it off where it was not measured faster (every
+    #: shape so far: engine_settings.py); "off" never. ``engine_args: {speculative_config: ...}`` wins.
+    speculation: Literal["auto", "off", "ngram"] = "auto"
     enable_prefix_caching: bool = True
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool = False
@@ -155,6 +160,8 @@ class LlmStage(Stage):
     _engine_init_s: float | None = PrivateAttr(None)
     _loop: Any = PrivateAttr(None)
     _tok_lock: Any = PrivateAttr(None)
+    _choice: Any = PrivateAttr(None)
+    _resolved: dict = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
@@ -190,15 +197,42 @@ class LlmStage(Stage):
             kwargs["max_num_batched_tokens"] = self.max_num_batched_tokens
         if self.kv_cache_memory_bytes:
             kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
+        self._choice = self.choose_engine_settings()
+        kwargs.update(self._choice.settings)
+        if "max_num_seqs" not in kwargs and "max_num_seqs" not in self.engine_args:
+            kwargs["max_num_seqs"] = 256  # no GPU: the CPU build's batch as before
         kwargs.update(self.engine_defaults())
         kwargs.update(self.engine_args)
         t0 = time.time()
         before = _child_pids()
         self._llm = LLM(**kwargs)
         self._engine_init_s = round(time.time() - t0, 1)
+        try:  # what the engine runs with, vLLM's defaults resolved
+            cfg = self._llm.llm_engine.vllm_config
+            self._resolved = {"max_num_seqs": cfg.scheduler_config.max_num_seqs,
+                              "max_num_batched_tokens": cfg.scheduler_config.max_num_batched_tokens}
+            if cfg.speculative_config is not None:
+                self._resolved["speculative"] = f"{cfg.speculative_config.method}" \
+                                                f"({cfg.speculative_config.num_speculative_tokens})"
+        except AttributeError:  # another vLLM layout: the record is best effort
+            pass
         self._tok = self._llm.get_tokenizer()
         self._tok_lock = threading.Lock()
         self._loop = EngineLoop(self._llm.llm_engine, watch=sorted(_child_pids() - before))
+
+    def choose_engine_settings(self):
+        """The engine settings left open by the configuration, chosen for the model and the GPU
+        (``engine_settings.choose``)."""
+        from stages.rewrite import engine_settings as es
+
+        fixed = {k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(self, k)} | set(self.engine_args)
+        if "speculative_config" in fixed or self.speculation == "off":
+            fixed.add("speculative_config")
+        # settings are fixed when the engine starts, before any shard: a request is bounded by max_model_len
+        gpu = es.gpu_memory_bytes()
+        gpu = gpu * self.tensor_parallel_size if gpu else None  # one replica's GPUs together
+        return es.choose(es.model_shape(self.model), gpu, self.gpu_memory_utilization,
+                         self.max_model_len, fixed, self.speculation)
 
     def engine_defaults(self) -> dict[str, Any]:
         """vllm.LLM keyword arguments this stage type needs, under ``engine_args`` (which wins)."""
@@ -284,6 +318,11 @@ class LlmStage(Stage):
 
     def shard_info(self) -> dict[str, Any]:
         info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}
+        if self._choice is not None:
+            info["engine_chosen"] = self._choice.summary()
+            info["engine_why"] = "; ".join(self._choice.why)
+        if self._resolved:
+            info["engine"] = ", ".join(f"{k}={v}" for k, v in self._resolved.items())
         if self._prompt is not None:
             info["prompt_sha256"] = self._prompt.sha256
         try:

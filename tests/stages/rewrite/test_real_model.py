@@ -26,7 +26,8 @@ ENGINE = {**CPU_ENGINE, "dtype": "bfloat16", "max_model_len": 2048}
 
 def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
     """The folder records its source (SHA-256 equal to the file's) and a check answer that transformers gave both
-    for the GGUF and for the folder; vLLM gives the same greedy tokens."""
+    for the GGUF and for the folder; vLLM gives the same greedy tokens. And n-gram speculation is lossless: greedy
+    SGCR rewrites of six real Python files (this project's own modules) are the same tokens with it as without."""
     from stages.rewrite.model_import import find_gguf
     from stages.rewrite.stage import Rewrite
 
@@ -36,20 +37,38 @@ def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
     assert record["architecture"] == "LlamaForCausalLM" and 130e6 < record["parameters"] < 140e6
     assert "quantization_config" not in json.loads((real_model / "config.json").read_text())
 
-    stage = Rewrite(prompt="code_sgcr", model=str(real_model), **ENGINE)
-    stage.setup()
-    try:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
+    from pathlib import Path
 
-        from stages.rewrite.llm import chat_token_ids
+    import stages.rewrite
 
-        ids = chat_token_ids(stage._tok, record["check"]["messages"])
-        out = stage._llm.generate([TokensPrompt(prompt_token_ids=ids)],
-                                  SamplingParams(temperature=0, max_tokens=len(record["check"]["greedy_ids"])))
-    finally:
-        stage.teardown()
-    assert list(out[0].outputs[0].token_ids) == record["check"]["greedy_ids"]
+    sources = sorted(Path(stages.rewrite.__file__).parent.glob("*.py"))
+    files = [p.read_text()[:1200] for p in sources if p.stat().st_size > 1500][:6]
+    table = pa.table({"id": [f"f{i}" for i in range(len(files))], "text": files})
+    results = {}
+    for speculation in ("off", "ngram"):
+        stage = Rewrite(prompt="code_sgcr", model=str(real_model), speculation=speculation, **ENGINE,
+                        temperature=0.0, max_tokens=160)
+        stage.setup()
+        try:
+            if speculation == "off":
+                from vllm import SamplingParams
+                from vllm.inputs import TokensPrompt
+
+                from stages.rewrite.llm import chat_token_ids
+
+                ids = chat_token_ids(stage._tok, record["check"]["messages"])
+                out = stage._llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(
+                    temperature=0, max_tokens=len(record["check"]["greedy_ids"])))
+                assert list(out[0].outputs[0].token_ids) == record["check"]["greedy_ids"]
+            verdict = stage.process(table)
+            results[speculation] = (list(verdict.columns["rewrite_generation"]),
+                                    verdict.columns["rewrite_output_tokens"].to_pylist(), stage.shard_info())
+        finally:
+            stage.teardown()
+    assert len(files) == 6
+    assert "ngram" in results["ngram"][2]["engine"] and "ngram" not in results["off"][2]["engine"]
+    assert results["ngram"][:2] == results["off"][:2]
+    assert all(results["off"][0]) and sum(results["off"][1]) > 6 * 40  # real generations, not empty ones
 
 
 @pytest.mark.shared_data
@@ -90,3 +109,4 @@ def test_sgcr_then_scor_then_llm_score_with_the_real_model_on_ray(tmp_path, corp
     # a real model, not a regex: the generations differ from file to file and hold Python code
     gens = [r["sgcr_generation"] for r in sgcr_rows if r.get("sgcr_generation")]
     assert len(set(gens)) == len(gens) and sum("def " in g or "import " in g for g in gens) >= len(gens) // 2
+

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The device calls behind docs/benchmarks.md's "Engine settings for the shape" (issue 24), after the vLLM payload
+# is installed (../shared/tools/device-vllm/provision.sh). Each part fits one device call (< 10 minutes); results
+# (JSON + logs) go to $OUT/<part>.tgz and the comparison table to stdout.
+#
+#   bash benchmarks/rewrite_gpu_calls.sh model         # SmolLM2-135M: GGUF pieces in /root/stash/gguf -> HF folder
+#   bash benchmarks/rewrite_gpu_calls.sh small-a       # 135M: raw with vLLM's defaults (the machine's first engine)
+#   bash benchmarks/rewrite_gpu_calls.sh small-b       # 135M: raw with the batch settings, the same + ngram speculation
+#   bash benchmarks/rewrite_gpu_calls.sh small-c       # 135M: the stage (chosen), datatrove's runner (same settings),
+#                                                      #       raw with vLLM's defaults again on the warm machine
+#   bash benchmarks/rewrite_gpu_calls.sh large         # Llama-3.1-8B shapes: raw defaults, raw chosen
+#   bash benchmarks/rewrite_gpu_calls.sh large-stage   # 8B: the stage, 16 shards, chosen settings
+#
+# Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
+set -u
+cd "$(dirname "$0")/.."
+RES=${RES:-/root/bench-results}
+mkdir -p "$RES"
+MODEL=/root/smollm2-135m-instruct
+SMALL="python3 benchmarks/bench_rewrite_gpu.py --model $MODEL --docs corpus:${DATA:-.dev/bench/python_corpus.parquet}
+       --num-prompts 1000 --output-len 1024 --max-model-len 8192"
+LARGE="python3 benchmarks/bench_rewrite_gpu.py --tokenizer ${TOKENIZER:-.dev/bench/llama3}
+       --num-prompts 1000 --input-len 1024 --output-len 1024 --max-model-len 4096"
+BATCH='{"max_num_seqs": 512, "max_num_batched_tokens": 32768}'
+
+run() {  # name, then the command; its log and JSON land in $RES
+  local name=$1; shift
+  echo "== $name $(date +%T)"
+  PYTHONUNBUFFERED=1 timeout "${T:-270}" "$@" --json "$RES/$name.json" > "$RES/$name.log" 2>&1
+  echo "   rc=$? $(grep -h '^RESULT' "$RES/$name.log" | cut -c1-400)"
+  grep -h -E "Error|error:" "$RES/$name.log" | grep -v -i "warn" | tail -3
+}
+
+pack() { tar czf "$OUT/$1.tgz" -C "$RES" . ; }
+
+case "${1:-}" in
+model)
+  cat /root/stash/gguf/part-* > /root/smollm2.gguf
+  echo "sha256 $(sha256sum /root/smollm2.gguf | cut -c1-64) want $(cat /root/stash/gguf/sha)"
+  python3 -c "
+import sys; sys.path.insert(0, '.')
+from pathlib import Path
+from stages.rewrite.model_import import import_gguf
+import_gguf(Path('/root/smollm2.gguf'), Path('$MODEL'), log=print)" 2>&1 | grep -v Warning | tail -3
+  ;;
+small-a)
+  run small_raw_defaults $SMALL --mode raw --settings defaults
+  pack small-a
+  ;;
+small-b)
+  run small_raw_batch $SMALL --mode raw --settings "$BATCH"
+  run small_raw_ngram $SMALL --mode raw --settings chosen --speculation ngram
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults.json \
+    "$RES"/small_raw_batch.json "$RES"/small_raw_ngram.json
+  pack small-b
+  ;;
+small-c)
+  run small_stage $SMALL --mode stage --settings chosen
+  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  PATH=/root/bin:$PATH run small_datatrove_chosen $SMALL --mode datatrove --settings chosen
+  run small_raw_defaults_warm $SMALL --mode raw --settings defaults
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults_warm.json \
+    "$RES"/small_raw_defaults.json "$RES"/small_raw_batch.json "$RES"/small_raw_ngram.json "$RES"/small_stage.json \
+    "$RES"/small_datatrove_chosen.json
+  pack small-c
+  ;;
+large)
+  run large_raw_defaults $LARGE --mode raw --settings defaults
+  run large_raw_chosen $LARGE --mode raw --settings chosen
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/large_raw_defaults.json "$RES"/large_raw_chosen.json
+  pack large
+  ;;
+large-stage)
+  run large_stage16 $LARGE --mode stage --settings chosen --shards 16
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/large_raw_defaults.json \
+    "$RES"/large_raw_chosen.json "$RES"/large_stage16.json
+  pack large-stage
+  ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|large|large-stage" >&2; exit 2 ;;
+esac

@@ -1,0 +1,73 @@
+"""The engine-settings rule (``stages/rewrite/engine_settings.py``) on model configs of known sizes: what it
+chooses, that it never overrides what the configuration set, and that it chooses nothing without a GPU. Pure
+functions: no vLLM, no GPU (the measured effect of the rule is in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.bench_rewrite_gpu import LLAMA_8B
+from stages.rewrite import engine_settings as es
+
+pytestmark = pytest.mark.fast
+
+#: SmolLM2-135M-Instruct's config.json (as `swallow model import` writes it, the fields the rule reads).
+SMOLLM2_135M = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+                "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True}
+H200 = 141 * 10**9
+
+
+def shape_of(tmp_path, config: dict) -> es.Shape:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return es.model_shape(str(tmp_path))
+
+
+def test_model_shapes_from_config(tmp_path):
+    small = shape_of(tmp_path, SMOLLM2_135M)
+    assert 130e6 < small.parameters < 140e6  # SmolLM2-135M: 134.5 M parameters
+    assert small.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2
+    big = shape_of(tmp_path, LLAMA_8B)
+    assert 7.9e9 < big.parameters < 8.1e9  # Llama-3.1-8B: 8.03 B
+    assert big.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2  # 128 KiB per token in bf16
+    assert es.model_shape(str(tmp_path / "nowhere")) is None  # a Hub name: nothing to read, nothing chosen
+
+
+def test_a_tiny_model_gets_big_batches_and_speculation_only_when_asked(tmp_path):
+    shape = shape_of(tmp_path, SMOLLM2_135M)
+    auto = es.choose(shape, H200, 0.9, 8192, fixed=set())
+    assert auto.settings == es.TINY  # n-gram speculation measured slower at a full batch: not chosen
+    assert any("speculation off" in w for w in auto.why)
+    asked = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="ngram")
+    assert asked.settings == {"speculative_config": es.NGRAM, **es.TINY}
+    assert "ngram(6)" in asked.summary()
+    off = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="off")
+    assert off.settings == es.TINY
+
+
+def test_what_the_configuration_set_is_never_chosen(tmp_path):
+    shape = shape_of(tmp_path, SMOLLM2_135M)
+    ch = es.choose(shape, H200, 0.9, 8192, fixed={"max_num_seqs", "speculative_config"}, speculation="ngram")
+    assert ch.settings == {"max_num_batched_tokens": 32768}
+    assert sum("set by the configuration" in w for w in ch.why) == 2
+
+
+def test_a_large_model_is_bounded_by_its_kv_cache_and_does_not_speculate(tmp_path):
+    shape = shape_of(tmp_path, LLAMA_8B)
+    ch = es.choose(shape, H200, 0.9, 2048, fixed=set())
+    # (141 GB x 0.9 - 16 GB weights - 4 GiB) / (128 KiB x 2048) = ~400 requests -> 256 (a power of two below)
+    assert ch.settings == {"max_num_seqs": 256, "max_num_batched_tokens": es.LARGE_BATCHED_TOKENS}
+    assert "speculative_config" not in ch.settings
+    roomy = es.choose(shape, 8 * H200, 0.9, 2048, fixed=set())
+    assert roomy.settings["max_num_seqs"] == es.LARGE_SEQS[1]  # capped
+    tight = es.choose(shape, 24 * 10**9, 0.9, 16384, fixed=set())
+    assert tight.settings["max_num_seqs"] == es.LARGE_SEQS[0]  # floored: vLLM admits by free blocks anyway
+
+
+def test_without_a_gpu_nothing_is_chosen_but_a_forced_speculation(tmp_path):
+    shape = shape_of(tmp_path, SMOLLM2_135M)
+    assert es.choose(shape, None, 0.9, 2048, fixed=set()).settings == {}
+    forced = es.choose(shape, None, 0.9, 2048, fixed=set(), speculation="ngram")
+    assert forced.settings == {"speculative_config": es.NGRAM}
+    assert es.choose(None, H200, 0.9, 2048, fixed=set()).settings == {}
