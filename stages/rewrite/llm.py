@@ -200,7 +200,7 @@ class LlmStage(Stage):
         self._choice = self.choose_engine_settings()
         kwargs.update(self._choice.settings)
         if "max_num_seqs" not in kwargs and "max_num_seqs" not in self.engine_args:
-            kwargs["max_num_seqs"] = 256  # no GPU: the CPU build's batch as before
+            kwargs["max_num_seqs"] = 256  # nothing chosen (no GPU, or a Hub name without config.json): as before
         kwargs.update(self.engine_defaults())
         kwargs.update(self.engine_args)
         t0 = time.time()
@@ -226,8 +226,6 @@ class LlmStage(Stage):
         from stages.rewrite import engine_settings as es
 
         fixed = {k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(self, k)} | set(self.engine_args)
-        if "speculative_config" in fixed or self.speculation == "off":
-            fixed.add("speculative_config")
         # settings are fixed when the engine starts, before any shard: a request is bounded by max_model_len
         gpu = es.gpu_memory_bytes()
         gpu = gpu * self.tensor_parallel_size if gpu else None  # one replica's GPUs together
