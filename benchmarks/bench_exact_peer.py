@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_web_peer import measure  # noqa: E402
+from benchmarks.bench_web_peer import measure, ours_command  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "python" / "python_corpus.parquet"
 
@@ -79,9 +79,10 @@ def write_inputs(texts: list[str], folder: Path, files: int) -> tuple[Path, list
 
     (folder / "jsonl").mkdir(parents=True)
     parquets = []
-    per = -(-len(texts) // files)
+    rows = list(enumerate(texts))
+    per = -(-len(rows) // files)
     for f in range(files):
-        part = list(enumerate(texts))[f * per:(f + 1) * per]
+        part = rows[f * per:(f + 1) * per]
         with open(folder / "jsonl" / f"part{f}.jsonl", "w") as out:
             for i, t in part:
                 out.write(json.dumps({"id": f"d{i}", "text": t}) + "\n")
@@ -129,9 +130,7 @@ def main() -> None:
         raise SystemExit(f"{CORPUS}: missing (the shared data's Python corpus)")
     samples = {"code": pq.read_table(CORPUS, columns=["content"]).column("content").to_pylist(),
                "prose": prose_texts(a.prose)}
-    swallow = str(Path(sys.executable).with_name("swallow"))
-    env_ours = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env_ours.update(RAY_AUTH_MODE="disabled")
+    swallow, env_ours = ours_command()
     tmp = Path(tempfile.mkdtemp(prefix="exactpeer-"))
     for name, texts in samples.items():
         jsonl, parquets = write_inputs(texts, tmp / name, a.files)

@@ -133,7 +133,7 @@ def base_engine(a) -> dict:
     if not a.model:
         kw["load_format"] = "dummy"
     if a.cpu:
-        kw.update(dtype="bfloat16", enforce_eager=True)
+        kw["enforce_eager"] = True
     return kw
 
 

@@ -129,6 +129,14 @@ def datatrove_home(home: Path) -> dict:
     return env
 
 
+def ours_command() -> tuple[str, dict]:
+    """The ``swallow`` command beside this interpreter and its environment: an embedded Ray of its own (no
+    cluster address inherited), without Ray's token auth."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled")
+    return str(Path(sys.executable).with_name("swallow")), env
+
+
 def measure(cmd: list[str], env: dict, timeout: float, cwd: Path) -> dict:
     import psutil
 
@@ -242,10 +250,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="webpeer-"))
     src = make_input(tmp / "input", a.copies)
     env_dt = datatrove_home(tmp / "hf")
-    env_ours = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env_ours.update(RAY_AUTH_MODE="disabled")
+    swallow, env_ours = ours_command()
     config = our_config(src, tmp / "web.yaml", a.workers)
-    swallow = str(Path(sys.executable).with_name("swallow"))
     results: dict[str, list[dict]] = {"ours": [], "datatrove": []}
     for r in range(a.rounds):
         order = ["ours", "datatrove"] if r % 2 == 0 else ["datatrove", "ours"]

@@ -58,9 +58,11 @@ class Choice:
     why: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{k}={v['method'] + '(' + str(v['num_speculative_tokens']) + ')' if k == 'speculative_config' else v}"
-                 for k, v in self.settings.items()]
-        return ", ".join(parts) or "vLLM's defaults"
+        """One line, e.g. ``max_num_seqs=512, max_num_batched_tokens=32768, speculative_config=ngram(6)``."""
+        def value(v: Any) -> str:
+            return f"{v['method']}({v['num_speculative_tokens']})" if isinstance(v, dict) else str(v)
+
+        return ", ".join(f"{k}={value(v)}" for k, v in self.settings.items()) or "vLLM's defaults"
 
 
 def model_shape(model: str, dtype_bytes: int = 2) -> Shape | None:
