@@ -8,13 +8,24 @@ lint fork server (``stages/filters/lint_client.py``). The rules are the same for
   never a row's verdict;
 * a child that starts and reports an error, or does not say it is ready in time, is an error of the configuration
   or the environment (``RuntimeError``, with what it said);
+* a child that dies while it works on one input is judged by how it died (``Deaths``): SIGKILL is what the OOM
+  killer and ``kill -9`` send, never how an input crashes code (the sandbox's memory limit makes an input that
+  eats memory a ``MemoryError``), so it is never the input's verdict: the input is tried again, and a third such
+  death on it breaks the worker instead (``WorkerBroken``: the executor retries the shard elsewhere, bounded).
+  Any other death (SIGSEGV, SIGABRT, an exit: a crash in C code) is tried once more and the second is the input's;
 * stopping kills it (no graceful teardown: it holds nothing that must be saved), reaps it and closes its pipes.
+
+Why three (CI, web pipeline under random kills): two kills 2 s apart both landed on the extraction child while it
+worked on the same page, and under the old rule (any second death is the input's) the page was rejected as
+``extract_error`` in that run and kept in the clean one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import resource
 import select
+import signal
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +79,61 @@ def ready_line(timeout_s: float) -> Handshake:
         return "error", f"no answer within {timeout_s:g} s"
 
     return handshake
+
+
+#: the exit status of a child killed by SIGKILL; also what a helper reports for a failure that cannot be the
+#: input's (a server that died, a fork that failed)
+OUTSIDE = -signal.SIGKILL
+#: deaths by SIGKILL on one input before the worker is given up as broken (not the input's verdict)
+KILLS_PER_INPUT = 3
+#: deaths by anything else on one input before they are the input's verdict
+CRASHES_PER_INPUT = 2
+
+
+class Deaths:
+    """The deaths of a helper child on one input, and what they mean (the rule above).
+
+        deaths = Deaths("extraction sandbox")
+        while True:
+            status, value, code = try_once()
+            if status != "died" or not deaths.again(code, value):
+                break   # an answer, or the input's own death (``died``)
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self.kills = 0
+        self.crashes = 0
+
+    def again(self, code: int | None, detail: str) -> bool:
+        """Whether to try the input once more after a death with exit status ``code`` (negative: the signal;
+        None: not known). Raises ``WorkerBroken`` on the third kill; False: the input's verdict."""
+        if code == OUTSIDE:
+            self.kills += 1
+            if self.kills >= KILLS_PER_INPUT:
+                raise WorkerBroken(f"{self.what} was killed {self.kills} times on one input (SIGKILL: the OOM killer "
+                                   f"or a person, not the input): {detail}")
+            return True
+        self.crashes += 1
+        return self.crashes < CRASHES_PER_INPUT
+
+
+def exit_code(proc: subprocess.Popen, wait_s: float = 5.0) -> int | None:
+    """How a child whose pipe just closed ended (``returncode``; None if it is still running after ``wait_s``): the
+    kernel closes its pipes before the parent can reap it."""
+    try:
+        return proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def limit_memory(megabytes: int | None) -> None:
+    """In a child, before it touches an input: its address space at most ``megabytes`` (None: no limit), so an
+    input that eats memory fails with ``MemoryError`` in the child instead of calling the OOM killer (whose
+    SIGKILL is read as a kill from outside, see ``Deaths``)."""
+    if megabytes:
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def alive(proc: subprocess.Popen | None) -> bool:

@@ -3,7 +3,9 @@
 For work that can hang or crash on a hostile input (an HTML parser on a pathological page): the stage keeps its
 state in the child, sends it one input at a time, and when a call takes longer than its limit the child is
 killed and the call answered ``timeout``; the next call starts a fresh child. A child that dies is replaced
-and the input sent again; dying twice on it answers ``died``.
+and the input sent again (``pipeline.child.Deaths``: killed by SIGKILL, from outside, up to three times, then the
+worker is broken; crashed, once, then the call answers ``died``). ``memory_mb`` caps the child's address space,
+so an input that eats memory is an ``error`` answer, not the OOM killer's SIGKILL.
 Nothing of this is specific to a stage: the child imports ``module:function`` (and calls ``module:setup`` once
 when given) and pickles arguments and results over its stdin/stdout.
 
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.child import start_child, stop_child
+from pipeline.child import Deaths, exit_code, limit_memory, start_child, stop_child
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -51,10 +53,13 @@ def _send(f, obj) -> None:
 
 
 class Sandbox:
-    def __init__(self, target: str, setup: str | None = None, setup_args: tuple = (), start_timeout_s: float = 120.0):
+    def __init__(self, target: str, setup: str | None = None, setup_args: tuple = (), start_timeout_s: float = 120.0,
+                 memory_mb: int | None = None):
         self.target, self.setup, self.setup_args, self.start_timeout_s = target, setup, setup_args, start_timeout_s
+        self.memory_mb = memory_mb
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self.last_exit: int | None = None  # the exit status of the child the last call saw die (negative: a signal)
 
     def _start(self) -> None:
         """A fresh child, supervised by ``pipeline.child``: one killed while starting is started again (three
@@ -63,7 +68,7 @@ class Sandbox:
         env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
 
         def handshake(proc):
-            _send(proc.stdin, (self.target, self.setup, self.setup_args))
+            _send(proc.stdin, (self.target, self.setup, self.setup_args, self.memory_mb))
             status, value = self._receive(self.start_timeout_s, proc)
             if status == "timeout":  # a machine too busy to start it in time: like a kill, tried again
                 return "died", f"no answer within {self.start_timeout_s:g} s"
@@ -81,30 +86,36 @@ class Sandbox:
             (n,) = struct.unpack("<Q", _read_exact(proc.stdout, 8))
             return pickle.loads(_read_exact(proc.stdout, n))
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            code = proc.poll()
-            return "died", f"the worker process died ({type(exc).__name__}, exit code {code})"
+            return "died", f"the worker process died ({type(exc).__name__}, exit code {exit_code(proc)})"
 
     def call(self, *args, timeout_s: float) -> tuple[str, Any]:
-        """One input. A child that dies is replaced and the input sent once more: a kill from outside (the OOM
-        killer, a person) is not the input's verdict; a second death on the same input is (``died``)."""
-        for attempt in (1, 2):
+        """One input. A child that dies is replaced and the input sent again, as ``Deaths`` rules: a kill from
+        outside (the OOM killer, a person, a fault test) is never the input's verdict."""
+        deaths = Deaths(f"the sandbox for {self.target}")
+        while True:
             status, value = self._call_once(args, timeout_s)
-            if status != "died":
+            if status != "died" or not deaths.again(self.last_exit, value):
                 return status, value
-        return status, value
 
     def _call_once(self, args: tuple, timeout_s: float) -> tuple[str, Any]:
-        if self.proc is None or self.proc.poll() is not None:
-            if self.proc is not None:
-                self.restarts += 1
-            self._start()
-        try:
-            _send(self.proc.stdin, args)
-        except (BrokenPipeError, OSError) as exc:
+        self.last_exit = None
+        if self.proc is not None and self.proc.poll() is not None:  # killed while idle
+            self.restarts += 1
             self.close()
-            return "died", f"the worker process died ({type(exc).__name__})"
+        if self.proc is None:
+            self._start()
+        proc = self.proc
+        try:
+            _send(proc.stdin, args)
+        except (BrokenPipeError, OSError) as exc:
+            self.last_exit = exit_code(proc)
+            self.close()
+            return "died", f"the worker process died ({type(exc).__name__}, exit code {self.last_exit})"
         status, value = self._receive(timeout_s)
+        if status == "died":
+            self.last_exit = proc.returncode  # reaped by _receive
         if status in ("timeout", "died"):
+            self.restarts += 1
             self.close()  # a fresh process for the next call
         return status, value
 
@@ -118,7 +129,8 @@ def _serve() -> None:
     sys.stdout = sys.stderr  # stray prints of the function must not corrupt the protocol
     try:
         (n,) = struct.unpack("<Q", _read_exact(inp, 8))
-        target, setup, setup_args = pickle.loads(_read_exact(inp, n))
+        target, setup, setup_args, memory_mb = pickle.loads(_read_exact(inp, n))
+        limit_memory(memory_mb)
         fn = _load(target)
         if setup:
             _load(setup)(*setup_args)

@@ -55,6 +55,9 @@ class Extract(Stage):
     deduplicate: bool = False
     #: Seconds one page may take before it is rejected as ``extract_timeout`` and the worker replaced.
     timeout_s: float = Field(30.0, gt=0)
+    #: Address space of the extraction process, MiB (it idles at ~105): a page that needs more is ``extract_error``
+    #: (MemoryError) instead of a call to the OOM killer, whose kills are never a page's verdict.
+    memory_limit_mb: int = Field(4096, ge=512)
     #: Keep the HTML column in the output (large; off by default).
     keep_html: bool = False
     batch_size: int = Field(64, ge=1)
@@ -82,7 +85,7 @@ class Extract(Stage):
                    "favor_precision": self.favor_precision, "deduplicate": self.deduplicate,
                    "prose_fallback": self.prose_fallback}
         self._box = Sandbox("stages.extract.page:extract_page", setup="stages.extract.page:setup_worker",
-                            setup_args=(options,))
+                            setup_args=(options,), memory_mb=self.memory_limit_mb)
 
     def teardown(self) -> None:
         if self._box is not None:

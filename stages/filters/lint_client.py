@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.child import alive, close_quietly, ready_line, start_child, stop_child
+from pipeline.child import OUTSIDE, Deaths, alive, close_quietly, ready_line, start_child, stop_child
 from pipeline.errors import WorkerBroken
 from stages.filters.lint_isolation import interpreter, lint_env, private_dir, pylint_library
 from stages.filters.lint_score import pylint_args
@@ -128,8 +128,10 @@ def wait_for_socket(address: dict, timeout: float) -> bool:
 class PylintWorker:
     """One lint worker's connection to a warm lint server: the node's (``address``) or, failing that, its own.
 
-    A child that exceeds ``timeout_s`` is killed by the server (``lint_timeout``); a server that stops answering
-    or dies gives ``lint_error`` for that file, and the next file goes to a fresh server of this worker's own.
+    A child that exceeds ``timeout_s`` is killed by the server (``lint_timeout``). A child that dies, a server that
+    dies or stops answering, a fork that fails: the file is linted again (on a fresh server of this worker's own
+    when the server failed), as ``pipeline.child.Deaths`` rules: only a child's crash (a signal other than SIGKILL,
+    twice) is the file's ``lint_error``; a server never lints, so its failures are never the file's.
     """
 
     def __init__(self, disable: str, timeout_s: float, warm_modules: list[str] | None = None,
@@ -212,18 +214,23 @@ class PylintWorker:
 
         ``name``: the module name (a plain identifier, see ``module_name``). ``meanwhile`` (a callable) runs in
         this process while the lint child works on the file. A lint child killed by a signal, or a server that
-        dies, is not the file's verdict: the file is linted once more (in a fresh child, on a fresh server if
-        need be); only a second death is (``lint_error``), so a kill from outside never changes a row.
+        dies, is not the file's verdict: the file is linted again (in a fresh child, on a fresh server if need
+        be); a child's crash twice is (``lint_error``); a third kill raises ``WorkerBroken`` (``Deaths``), so a
+        kill from outside never changes a row.
         """
         if not name.isidentifier():
             raise ValueError(f"module name {name!r} is not an identifier")
-        for attempt in (1, 2):
-            status, score, detail = self._lint_once(source, name, meanwhile if attempt == 1 else None)
+        deaths = Deaths("the pylint child")
+        while True:
+            status, score, detail, code = self._lint_once(source, name, meanwhile)
+            meanwhile = None  # done on the first try
             if status != "retry":
                 return status, score, detail
-        return "lint_error", None, detail
+            if not deaths.again(code, detail):
+                return "lint_error", None, detail
 
-    def _lint_once(self, source: str, name: str, meanwhile) -> tuple[str, float | None, str | None]:
+    def _lint_once(self, source: str, name: str, meanwhile) -> tuple[str, float | None, str | None, int | None]:
+        """(status, score, detail, exit status of a child that died): status ``retry`` when no answer came."""
         if self.conn is None:
             self.start()
         path = os.path.join(self.files, name + ".py")
@@ -236,24 +243,26 @@ class PylintWorker:
             line = self._read_line(self.timeout_s + 30)  # the server itself kills a slow child
             if line is None:
                 self._drop_server()
-                return "retry", None, "the pylint server stopped answering"
+                return "retry", None, "the pylint server stopped answering", OUTSIDE
             if not line:
                 raise EOFError("no reply")
             reply = json.loads(line)
         except (EOFError, OSError, ValueError) as exc:
             self._drop_server()
-            return "retry", None, f"pylint server died ({type(exc).__name__})"
+            return "retry", None, f"pylint server died ({type(exc).__name__})", OUTSIDE
         finally:
             try:
                 os.unlink(path)
             except OSError:
                 pass
         if reply["status"] == "ok":
-            return "ok", reply["note"], None
+            return "ok", reply["note"], None, None
         if reply["status"] == "timeout":
-            return "lint_timeout", None, f"pylint took longer than {self.timeout_s:g} s"
+            return "lint_timeout", None, f"pylint took longer than {self.timeout_s:g} s", None
         if reply["status"] == "died":
-            return "retry", None, reply["detail"]
-        return "lint_error", None, reply["detail"]
+            return "retry", None, reply["detail"], -int(reply.get("signal") or 0) or None
+        if reply["status"] == "unavailable":
+            return "retry", None, reply["detail"], OUTSIDE
+        return "lint_error", None, reply["detail"], None
 
 

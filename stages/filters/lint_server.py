@@ -29,8 +29,11 @@ third of pylint's time on a cold cache).
 
 Protocol, one JSON line each way per request on a connection: ``{"path": ..., "timeout_s": float}`` ->
 ``{"status": "ok", "note": float|null, "statements": int}``, ``{"status": "timeout"}`` or
-``{"status": "error", "detail": str}`` or ``{"status": "died", ...}`` (the child was killed by a signal). A child
-that exceeds its time is killed; one that dies is reported; the server goes on. Once warm, the server prints
+``{"status": "error", "detail": str}`` or ``{"status": "died", "signal": int, ...}`` (the child was killed by a
+signal) or ``{"status": "unavailable", ...}`` (no child could be forked). A child that exceeds its time is killed;
+one that dies is reported (the client tells a kill from a crash by the signal); the server goes on. No memory
+limit: pylint swallows a MemoryError while building a module and reports the file as having no statements (seen
+with an 8 MiB address-space cap: ``ok``, 0 statements), a verdict that would silently depend on the limit. Once warm, the server prints
 ``{"status": "ready", ...}`` on stdout. It exits (removing its
 folder) when its stdin closes: whoever started it died or finished.
 """
@@ -110,7 +113,8 @@ def child_result(pid: int, chunks: list[bytes]) -> dict:
         except ValueError:
             pass
     if os.WIFSIGNALED(status):  # killed (by the OOM killer, a person, ...): the client may try the file again
-        return {"status": "died", "detail": f"pylint child died (signal {-os.waitstatus_to_exitcode(status)})"}
+        sig = -os.waitstatus_to_exitcode(status)
+        return {"status": "died", "signal": sig, "detail": f"pylint child died (signal {sig})"}
     return {"status": "error", "detail": f"pylint child died (exit code {os.waitstatus_to_exitcode(status)})"}
 
 
@@ -172,8 +176,8 @@ class Server:
             req = json.loads(line)
             try:
                 pid, rfd = fork_child(self.linter, req["path"], self.fds())
-            except OSError as exc:  # fork failed (out of memory or processes)
-                self.reply(conn, {"status": "error", "detail": f"cannot fork a lint child: {exc}"})
+            except OSError as exc:  # fork failed (out of memory or processes): the machine's state, not the file's
+                self.reply(conn, {"status": "unavailable", "detail": f"cannot fork a lint child: {exc}"})
                 continue
             self.children[rfd] = {"pid": pid, "conn": conn, "chunks": [],
                                   "deadline": time.monotonic() + float(req.get("timeout_s", 60))}

@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.child import KILLS_PER_INPUT
+from pipeline.errors import WorkerBroken
 from stages.filters.lint import LintFilter
 from stages.filters.lint_client import PylintWorker
 from stages.filters.lint_isolation import cli_command, lint_env, pylint_library
@@ -236,8 +239,8 @@ def test_timeout_kills_only_that_files_child():
 MEDIUM = "\n".join(f"def f{i}(a, b):\n    return a + b * {i}\n" for i in range(200)) + "\nx = f1(1, 2)\n"
 
 
-def kill_children(server_pid: int, n: int) -> threading.Thread:
-    """Kill (SIGKILL) the first ``n`` lint children the server forks, each as soon as it appears."""
+def kill_children(server_pid: int, n: int, sig: int = signal.SIGKILL) -> threading.Thread:
+    """Send ``sig`` to the first ``n`` lint children the server forks, each as soon as it appears."""
     import psutil
 
     server = psutil.Process(server_pid)
@@ -247,7 +250,7 @@ def kill_children(server_pid: int, n: int) -> threading.Thread:
         while len(killed) < n and time.time() < deadline:
             for child in server.children():
                 if child.pid not in killed:
-                    child.kill()
+                    child.send_signal(sig)
                     killed.add(child.pid)
             time.sleep(0.005)
 
@@ -256,22 +259,30 @@ def kill_children(server_pid: int, n: int) -> threading.Thread:
     return t
 
 
-def test_a_child_killed_once_is_linted_again_and_a_second_death_is_lint_error():
-    """A kill from outside (OOM killer, a person) never changes a verdict: the file is linted again in a fresh
-    child and gets the score a clean lint gives; only a file whose child dies twice is ``lint_error``. The server
-    goes on either way."""
+def test_kills_of_a_lint_child_never_change_a_verdict_and_a_crash_twice_is_lint_error():
+    """A kill from outside (SIGKILL: the OOM killer, a person) never changes a verdict: the file is linted again
+    in a fresh child and gets the score a clean lint gives, however many kills land; a third on one file breaks
+    the worker (the executor retries the shard elsewhere) instead of rejecting the file. A child that crashes
+    (SIGSEGV) twice is the file's ``lint_error``. The server goes on either way."""
     w = PylintWorker(SWALLOWCODE_DISABLE, timeout_s=30, warm_modules=[])
     try:
         clean = w.lint(MEDIUM, "clean")
         assert clean[0] == "ok"
         server = w.server_pid
-        killer = kill_children(server, 1)
-        assert w.lint(MEDIUM, "once") == clean
+        killer = kill_children(server, KILLS_PER_INPUT - 1)
+        assert w.lint(MEDIUM, "killed") == clean
         killer.join()
-        killer = kill_children(server, 2)
+        killer = kill_children(server, KILLS_PER_INPUT)
+        with pytest.raises(WorkerBroken, match="SIGKILL"):
+            w.lint(MEDIUM, "always")
+        killer.join()
+        killer = kill_children(server, 1, signal.SIGSEGV)
+        assert w.lint(MEDIUM, "crashed") == clean
+        killer.join()
+        killer = kill_children(server, 2, signal.SIGSEGV)
         status, _, detail = w.lint(MEDIUM, "twice")
         killer.join()
-        assert status == "lint_error" and "died" in detail and "signal 9" in detail
+        assert status == "lint_error" and "died" in detail and "signal 11" in detail
         assert w.lint("x = 1\n", "after")[0] == "ok" and w.server_pid == server
     finally:
         w.close()

@@ -1,0 +1,50 @@
+"""Functions the sandbox tests run in a sandbox child (imported there as ``tests.pipeline.sandbox_targets``).
+
+``setup(folder)`` names a folder where the functions keep counts across children (a fresh child is a fresh
+process: module state does not survive a death)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from pathlib import Path
+
+FOLDER: Path | None = None
+
+
+def setup(folder: str) -> None:
+    global FOLDER
+    FOLDER = Path(folder)
+
+
+def _count(name: str) -> int:
+    """How many times this was called before, over every child of the test."""
+    f = FOLDER / name
+    n = int(f.read_text()) if f.exists() else 0
+    f.write_text(str(n + 1))
+    return n
+
+
+def echo(x):
+    return x
+
+
+def killed_first(name: str, times: int, value):
+    """SIGKILLed (as the OOM killer or a person would) on the first ``times`` calls for ``name``, then ``value``."""
+    if _count(name) < times:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def crash(name: str, times: int, value):
+    """Crashes in C code (SIGSEGV) on the first ``times`` calls for ``name``, then ``value``."""
+    if _count(name) < times:
+        ctypes.string_at(0)
+    return value
+
+
+def eat(megabytes: int) -> int:
+    """Allocates ``megabytes`` and touches it."""
+    block = bytearray(megabytes * 1024 * 1024)
+    return len(block)

@@ -1,0 +1,51 @@
+"""The sandbox's rule for a child that dies on an input (``pipeline.child.Deaths``): a kill from outside (SIGKILL:
+the OOM killer, a person, a fault test) is never the input's verdict, however often it lands (found by CI: two kills
+2 s apart on the extraction child of one page rejected that page in one run and kept it in the clean one); a
+crash in C code (SIGSEGV) twice is; a memory limit turns an input that eats memory into an error answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.child import KILLS_PER_INPUT
+from pipeline.errors import WorkerBroken
+from pipeline.sandbox import Sandbox
+
+pytestmark = pytest.mark.fast
+
+
+@pytest.fixture
+def box(request, tmp_path):
+    def make(target: str, **kw) -> Sandbox:
+        b = Sandbox(f"tests.pipeline.sandbox_targets:{target}", setup="tests.pipeline.sandbox_targets:setup",
+                    setup_args=(str(tmp_path),), **kw)
+        request.addfinalizer(b.close)
+        return b
+
+    return make
+
+
+def test_kills_from_outside_are_never_the_verdict(box):
+    b = box("killed_first")
+    assert b.call("once", 1, "page", timeout_s=30) == ("ok", "page")
+    assert b.call("twice", KILLS_PER_INPUT - 1, "page", timeout_s=30) == ("ok", "page")
+    assert b.restarts == 1 + (KILLS_PER_INPUT - 1)  # a fresh child after each kill
+    with pytest.raises(WorkerBroken, match="SIGKILL"):  # the worker is replaced and the shard tried elsewhere
+        b.call("always", KILLS_PER_INPUT, "page", timeout_s=30)
+    assert b.call("after", 0, "next", timeout_s=30) == ("ok", "next")  # the sandbox goes on
+
+
+def test_a_crash_is_tried_once_more_and_a_second_is_the_inputs_verdict(box):
+    b = box("crash")
+    assert b.call("once", 1, "page", timeout_s=30) == ("ok", "page")
+    status, detail = b.call("twice", 2, "page", timeout_s=30)
+    assert status == "died" and "exit code -11" in detail
+    assert b.call("after", 0, "next", timeout_s=30) == ("ok", "next")
+
+
+def test_an_input_that_eats_memory_is_an_error_not_a_kill(box):
+    b = box("eat", memory_mb=1024)
+    status, detail = b.call(2048, timeout_s=30)
+    assert status == "error" and detail.startswith("MemoryError")
+    assert b.call(64, timeout_s=30) == ("ok", 64 * 1024 * 1024)  # the same child goes on
+    assert box("eat").call(1200, timeout_s=30) == ("ok", 1200 * 1024 * 1024)  # no limit given: none
