@@ -67,7 +67,9 @@ class Chain:
     def __init__(self, members: list[Component]):
         self.members = members
         self.name = "+".join(m.name for m in members)
-        self.max_retries = min(m.max_retries for m in members)
+        # a death in setup() cannot be told to a member: the chain's workers start while any member allows it (a
+        # task's deaths are counted and bounded per member: ChainPhase.max_retries)
+        self.max_retries = max(m.max_retries for m in members)
 
     def resources(self) -> Resources:
         return self.members[0].resources()
@@ -110,6 +112,12 @@ class ChainPhase(Phase):
     def attempt_key(self, task: Task, ctx: StageContext) -> str:
         i = self.first_undone(task.key)
         return f"{self.contexts[i].dir.path.name if i is not None else 'done'}/{task.key}"
+
+    def max_retries(self, chain: Chain, task: Task, ctx: StageContext) -> int:
+        """The retries of the member the task is in. Regression (a fault campaign): the chain took the smallest of
+        its members', the source's default 2, so three kills in a stage configured for 40 rejected its shard."""
+        i = self.first_undone(task.key)
+        return chain.members[i if i is not None else -1].max_retries
 
     def event_context(self, task: Task, ctx: StageContext) -> StageContext:
         i = self.first_undone(task.key)

@@ -50,6 +50,10 @@ class Phase:
         """What the executor counts a dead worker's attempts against (``max_retries``): the task."""
         return task.key
 
+    def max_retries(self, component: Component, task: Task, ctx: StageContext) -> int:
+        """How many dead workers this task may be retried after (its stage's ``max_retries``)."""
+        return component.max_retries
+
     def event_context(self, task: Task, ctx: StageContext) -> StageContext:
         """The stage whose ``events.jsonl`` records this task's retries."""
         return ctx

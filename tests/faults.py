@@ -5,7 +5,7 @@ The processes are told apart by what they are: the driver (the ``swallow run`` p
 stage, phase and task they run (the executor names them ``ray::swallow STAGE PHASE TASK``), the lint server and
 its per-file children, the extraction sandbox, vLLM's engine core. A worker is only a target while it runs a task.
 After a driver kill the rest of its session (Ray, the lint server) is killed as an OOM or a lost machine would,
-and the run is started again on the same folder (resume). Used by tests/reliability/ and benchmarks/faults.py.
+and the run is started again on the same folder (resume). Used by tests/reliability/.
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ class RayExecutor:
                         replacement = actor_cls.remote(component, self.cwd)
                         starting[replacement.ready.remote()] = replacement
                     why = str(exc).splitlines()[0]
-                    retry = attempts[key] <= component.max_retries
+                    retry = attempts[key] <= phase.max_retries(component, task, ctx)
                     record_event(phase.event_context(task, ctx), {"event": "retry" if retry else "gave_up",
                                                                   "phase": phase.name, "task": task.key,
                                                                   "attempt": attempts[key], "why": why[:500]})

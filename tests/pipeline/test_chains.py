@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
-from pipeline.fusion import chainable, chains
+from pipeline.fusion import Chain, ChainPhase, chainable, chains
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import contexts, run_pipeline
+from pipeline.task import Task
 
 #: Code files of every fate the stages below give: kept, too short, a syntax error, raising in a stage.
 TEXTS = ([f"def f{i}(x):\n    return x * {i}\n" for i in range(30)] + ["x = 1\n"] * 3
@@ -87,6 +88,26 @@ def test_a_rerun_resumes_a_shard_at_its_first_unfinished_stage(tmp_path):
     redone = [c for c in changed if not c.endswith(("timing.json", "run.yaml", "stage.json"))]
     # the lost stage's shard was redone; the stage after it had finished that shard and is not written again
     assert redone and all(c.startswith("stages/02-syntax_filter/") and shard in c for c in redone), changed
+
+
+@pytest.mark.fast
+def test_a_dead_worker_is_counted_against_the_retries_of_the_stage_it_died_in(tmp_path):
+    """Regression (a fault campaign): a chain allowed the smallest ``max_retries`` of its members (the source's
+    default 2), so three kills in a stage configured for 40 rejected its shard as worker_died."""
+    run = tmp_path / "run"
+    cfg = config(tmp_path, [{"type": "length_filter", "min_chars": 10, "max_retries": 5},
+                            {"type": "syntax_filter", "max_retries": 7}])
+    run_pipeline(cfg, run, progress=False, executor="inline", report=False)
+    (group,) = chains(list(zip(cfg.components(), contexts(run, cfg))))
+    chain, phase = Chain([c for c, _ in group]), ChainPhase([c for _, c in group])
+    shard = sorted((run / "stages" / "02-syntax_filter" / "done").glob("*.json"))[0].stem
+    task = Task("apply", shard)
+    retries = []
+    for stage in ("02-syntax_filter", "01-length_filter", "00-ingest"):  # undone from the end back to the source
+        (run / "stages" / stage / "done" / f"{shard}.json").unlink()
+        retries.append(phase.max_retries(chain, task, group[0][1]))
+    assert retries == [7, 5, 2]
+    assert chain.max_retries == 7  # deaths in setup() (not one member's): the chain starts while any allows it
 
 
 @pytest.mark.shared_data

@@ -1,8 +1,8 @@
 """Seeded SIGKILLs of the driver and of the workers (lint, lint server and children, exact/MinHash dedup scan and
 reduce, tokenize, extraction sandbox, ...) at random moments of the code and the web pipelines; each faulted run
 ends with exactly the kept rows, content hashes, rejection reasons and Megatron files of a clean run, and verifies.
-The vLLM engine core is killed mid-shard in tests/stages/rewrite/test_streaming.py. The figures of a longer
-campaign (benchmarks/faults.py) are in docs/reliability.md."""
+The vLLM engine core is killed mid-shard in tests/stages/rewrite/test_streaming.py. A longer campaign:
+``SWALLOW_FAULT_KILLS=30 pytest tests/reliability/test_faults.py -s``; its figures are in docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.reliability.configs import code_config, web_config
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.reliability]
 
-#: kills per pipeline in the suite (SWALLOW_FAULT_KILLS raises it; benchmarks/faults.py runs longer campaigns)
+#: kills per pipeline in the suite (SWALLOW_FAULT_KILLS raises it for a longer campaign)
 KILLS = int(os.environ.get("SWALLOW_FAULT_KILLS", "10"))
 
 
