@@ -12,12 +12,13 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
+from pipeline.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.gopher import duplicates
 from stages.filters.text_units import FORMULA, ends_with_terminal, mask_math, words
+from stages.filters.word_counting import WordCountingFilter
 
 
-class FineWebFilter(DocumentFilter):
+class FineWebFilter(WordCountingFilter):
     """FineWeb quality rules: line punctuation, short lines, duplicated-line characters, list-like text."""
 
     type: ClassVar[str] = "fineweb_filter"

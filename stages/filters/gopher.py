@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
+from pipeline.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.text_units import is_symbol_word, mask_math, words
+from stages.filters.word_counting import WordCountingFilter
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
 
-class GopherFilter(DocumentFilter):
+class GopherFilter(WordCountingFilter):
     """What both Gopher filters share: word tokenisation (spaCy, regex) and columns named after the stage."""
 
     prefix_columns: ClassVar = True

@@ -44,12 +44,47 @@ def nlp():
     return pipeline
 
 
-def words(text: str) -> list[str]:
+#: Characters of text whose words one shard keeps (``words_scope``): their words take ~10 bytes per character of
+#: text (measured on the WARC sample's pages: 1.8 M characters, 378 k words, 18.5 MB), so at most ~40 MB.
+WORDS_MEMO_CHARS = 4_000_000
+
+
+class _WordsMemo:
+    """The words of the texts of the current shard (see ``words_scope``)."""
+
+    def __init__(self):
+        self.scope: object = None
+        self.chars = 0
+        self.entries: dict[str, tuple[str, ...]] = {}
+
+
+_MEMO = _WordsMemo()
+
+
+def words_scope(scope: object) -> None:
+    """Say which shard the next ``words`` calls are for (a filter calls it with its shard before measuring). The
+    words of that shard's texts are kept until the scope changes, so the filters chained after the first one
+    (Gopher quality, then Gopher repetition, then FineWeb: one worker, the same shard, the kept texts) find them
+    instead of tokenizing again: on the web sample 7.4 s of the 22 s spent in spaCy's tokenizer (words is a
+    function of the text alone, so nothing but the time changes). Texts past ``WORDS_MEMO_CHARS`` are not kept."""
+    if scope != _MEMO.scope:
+        _MEMO.__init__()
+        _MEMO.scope = scope
+
+
+def words(text: str) -> tuple[str, ...]:
     """spaCy's tokens of ``text``, whitespace tokens dropped."""
+    found = _MEMO.entries.get(text)
+    if found is not None:
+        return found
     tok = nlp().tokenizer
     nlp().max_length = max(nlp().max_length, len(text) + 10)
     with nlp().memory_zone():
-        return [t.text.strip() for t in tok(text) if t.text.strip()]
+        found = tuple(s for s in (t.text.strip() for t in tok(text)) if s)
+    if _MEMO.chars + len(text) <= WORDS_MEMO_CHARS:
+        _MEMO.entries[text] = found
+        _MEMO.chars += len(text)
+    return found
 
 
 def sentences(text: str) -> list[str]:

@@ -145,3 +145,46 @@ def test_word_counting_loads_spacy_without_torch_and_counts_the_same():
                                       check=True).stdout) for code in (ours, plain))
     assert a[0], "spaCy imported torch"
     assert a == b and len(a[1]) > 20
+
+
+@pytest.mark.fast
+def test_chained_word_filters_tokenize_a_text_once_and_judge_the_same(tmp_path, monkeypatch):
+    """Within one shard's scope the words of a text are kept for the filters after the first (a chain: Gopher
+    quality, Gopher repetition, FineWeb), outside it they are not; the verdicts and columns are those of filters
+    that tokenize every text afresh; past the memo's budget texts are tokenized again."""
+    from pipeline.task import ShardContext, StageContext
+    from stages.filters import text_units
+
+    texts = [t for t in sample_texts() if 200 < len(t) < 20_000][:40]
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
+    stages = [GopherQuality(), GopherRepetition(), FineWebFilter()]
+
+    def run(ctx_of, budget):
+        monkeypatch.setattr(text_units, "WORDS_MEMO_CHARS", budget)
+        tokenized = []
+        real = text_units.nlp
+
+        class Counting:  # spaCy's pipeline, counting the tokenizer's calls
+            def __getattr__(self, name):
+                return getattr(real(), name)
+
+            @property
+            def tokenizer(self):
+                return lambda text: tokenized.append(text) or real().tokenizer(text)
+
+        monkeypatch.setattr(text_units, "nlp", lambda: Counting())
+        verdicts = [s.process(table, ctx_of(s)) for s in stages]
+        monkeypatch.setattr(text_units, "nlp", real)
+        return verdicts, tokenized
+
+    def shard(i):
+        return lambda s: ShardContext(StageContext(str(tmp_path), str(tmp_path / s.name), None, "web", 1), f"{i:05d}")
+
+    chained, once = run(shard(1), 4_000_000)
+    fresh, every = run(lambda s: None if text_units.words_scope(object()) else None, 4_000_000)
+    starved, again = run(shard(2), 0)
+    assert sorted(once) == sorted(set(texts)) and len(every) == len(again) == 3 * len(texts)
+    for a, b, c in zip(chained, fresh, starved):
+        assert a.reasons == b.reasons == c.reasons
+        assert all(a.columns[k].equals(b.columns[k]) and a.columns[k].equals(c.columns[k]) for k in a.columns)
+    assert len({r for v in chained for r in v.reasons}) > 2  # kept and rejected for more than one reason

@@ -1,0 +1,16 @@
+"""The base of the filters that count spaCy's words (Gopher quality and repetition, FineWeb): each batch is measured
+within its shard's scope of ``text_units.words``, so chained filters tokenize a text once (see ``words_scope``)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipeline.document_filter import DocumentFilter
+from pipeline.verdict import Verdict
+from stages.filters.text_units import words_scope
+
+
+class WordCountingFilter(DocumentFilter):
+    def process(self, table: pa.Table, ctx=None) -> Verdict:
+        words_scope((ctx.stage.run_dir, ctx.shard) if ctx is not None else None)
+        return super().process(table, ctx)
