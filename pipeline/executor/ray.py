@@ -132,6 +132,7 @@ class RayExecutor:
         #: whether this process started a local Ray (which no node will ever join)
         self.embedded = False
         self._started = False
+        self.owns_ray = False  # this executor started the embedded Ray (not a test's, not a cluster)
         #: the driver's working folder, where workers resolve the config's relative paths
         self.cwd = os.getcwd()
 
@@ -153,6 +154,7 @@ class RayExecutor:
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_no_auth_notice)
         with _inside(neutral_dir()):
             self._init(ray, cfg, address)
+        self.owns_ray = not address
 
     def _init(self, ray, cfg, address) -> None:
         if address:
@@ -174,7 +176,15 @@ class RayExecutor:
                      log_to_driver=True, configure_logging=False)
 
     def close(self) -> None:
-        pass  # an embedded Ray ends with the process; a cluster is not ours to stop
+        """An embedded Ray this executor started is stopped once every stage is done: the summary, the export and
+        the report need none of it, and its daemons (~0.35 GiB PSS on the 12-file web sample: dashboard, agents,
+        monitors, GCS) and idle workers were kept through the report, which takes the driver from ~0.1 to ~0.35
+        GiB. A cluster, or a Ray someone else started (a test session's), is left as it is."""
+        import ray
+
+        if self.owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self.owns_ray = False
 
     def abort(self) -> None:
         """After Ctrl-C: stop an embedded Ray now (its workers, raylet and stores), so that nothing of the run

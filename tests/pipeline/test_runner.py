@@ -163,3 +163,33 @@ def test_embedded_ray_workers_run_at_the_commands_priority(tmp_path):
         out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, cwd=tmp_path, capture_output=True,
                              text=True, timeout=180)
         assert want in out.stdout, (out.stdout[-500:], out.stderr[-2000:])
+
+
+def test_an_embedded_ray_is_stopped_when_the_stages_are_done_and_a_given_one_is_not(tmp_path):
+    """What ``swallow run`` starts it stops before the export and the report (they need no Ray); a Ray that was
+    running already (a test session's, a notebook's) is left running. In a fresh interpreter, as the command."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"content": [f"x = {i}\n" for i in range(20)], "path": ["a.py"] * 20}), src)
+    script = f"""
+import ray
+from pipeline.config import load_config
+from pipeline.runner import run_pipeline
+import pipeline.report as report
+seen = []
+real = report.write_report
+report.write_report = lambda *a, **k: seen.append(ray.is_initialized()) or real(*a, **k)
+raw = {{"kind": "code", "source": {{"type": "code", "paths": [{str(src)!r}]}}, "stages": [{{"type": "syntax_filter"}}],
+       "export": {{"enabled": False}}, "ray": {{"num_cpus": 1}}}}
+run_pipeline(load_config(None, raw=raw), {str(tmp_path / "own")!r}, progress=False)
+ray.init(num_cpus=1, include_dashboard=False)
+run_pipeline(load_config(None, raw=raw), {str(tmp_path / "given")!r}, progress=False)
+print(seen, ray.is_initialized())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**env, "RAY_AUTH_MODE": "disabled"},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[False, True] True"
