@@ -33,9 +33,9 @@ Protocol, one JSON line each way per request on a connection: ``{"path": ..., "t
 signal) or ``{"status": "unavailable", ...}`` (no child could be forked). A child that exceeds its time is killed;
 one that dies is reported (the client tells a kill from a crash by the signal); the server goes on. No memory
 limit: pylint swallows a MemoryError while building a module and reports the file as having no statements (seen
-with an 8 MiB address-space cap: ``ok``, 0 statements), a verdict that would silently depend on the limit. Once warm, the server prints
-``{"status": "ready", ...}`` on stdout. It exits (removing its
-folder) when its stdin closes: whoever started it died or finished.
+with an 8 MiB address-space cap: ``ok``, 0 statements), a verdict that would silently depend on the limit. Once
+warm, the server prints ``{"status": "ready", ...}`` on stdout. It exits (removing its folder) when its stdin
+closes: whoever started it died or finished.
 """
 
 import contextlib
