@@ -78,10 +78,10 @@ def words(text: str) -> tuple[str, ...]:
     found = _MEMO.entries.get(text)
     if found is not None:
         return found
-    tok = nlp().tokenizer
-    nlp().max_length = max(nlp().max_length, len(text) + 10)
-    with nlp().memory_zone():
-        found = tuple(s for s in (t.text.strip() for t in tok(text)) if s)
+    pipeline = nlp()
+    pipeline.max_length = max(pipeline.max_length, len(text) + 10)
+    with pipeline.memory_zone():
+        found = tuple(s for s in (t.text.strip() for t in pipeline.tokenizer(text)) if s)
     if _MEMO.chars + len(text) <= WORDS_MEMO_CHARS:
         _MEMO.entries[text] = found
         _MEMO.chars += len(text)

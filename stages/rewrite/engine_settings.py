@@ -60,9 +60,14 @@ class Choice:
     def summary(self) -> str:
         """One line, e.g. ``max_num_seqs=512, max_num_batched_tokens=32768, speculative_config=ngram(6)``."""
         def value(v: Any) -> str:
-            return f"{v['method']}({v['num_speculative_tokens']})" if isinstance(v, dict) else str(v)
+            return speculation_label(v["method"], v["num_speculative_tokens"]) if isinstance(v, dict) else str(v)
 
         return ", ".join(f"{k}={value(v)}" for k, v in self.settings.items()) or "vLLM's defaults"
+
+
+def speculation_label(method: str, tokens: int) -> str:
+    """How a speculative setting is written in stats and reports: ``ngram(6)``."""
+    return f"{method}({tokens})"
 
 
 def model_shape(model: str, dtype_bytes: int = 2) -> Shape | None:

@@ -212,8 +212,10 @@ class LlmStage(Stage):
             self._resolved = {"max_num_seqs": cfg.scheduler_config.max_num_seqs,
                               "max_num_batched_tokens": cfg.scheduler_config.max_num_batched_tokens}
             if cfg.speculative_config is not None:
-                self._resolved["speculative"] = f"{cfg.speculative_config.method}" \
-                                                f"({cfg.speculative_config.num_speculative_tokens})"
+                from stages.rewrite.engine_settings import speculation_label
+
+                self._resolved["speculative"] = speculation_label(cfg.speculative_config.method,
+                                                                  cfg.speculative_config.num_speculative_tokens)
         except AttributeError:  # another vLLM layout: the record is best effort
             pass
         self._tok = self._llm.get_tokenizer()
