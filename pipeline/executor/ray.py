@@ -285,7 +285,7 @@ class RayExecutor:
                 try:
                     stats = ray.get(ref)
                 except RayTaskError as exc:
-                    if isinstance(exc.cause, (ConfigError, StorageError)):  # one line, not the remote traceback
+                    if isinstance(exc.cause, (ConfigError, StorageError, SetupError)):  # one line, not a traceback
                         raise exc.cause from None
                     raise
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:

@@ -5,20 +5,28 @@ differs with the model's size (docs/benchmarks.md, "Engine settings for the shap
 on H100s agree on the direction):
 
 * **Tiny models (< 1 B parameters)** are bound by the per-step overhead (scheduling, kernel launches), not by
-  the GPU's arithmetic or memory: fewer, fuller steps with bigger prefill chunks amortise it (``max_num_seqs``
-  512, ``max_num_batched_tokens`` 32768). SmolLM2-135M rewriting 1,000 real Python files on an H200 (vLLM 0.26):
-  35,275 output tok/s against 27,602 with vLLM's defaults (1,024 / 16,384), 1.28x.
-* **n-gram speculation** (prompt lookup: a rewrite copies much of its input) is an option, not chosen: on that
-  same run it accepted 67 % of its drafts and still ran at 0.91x of the same batch without it (32,267 tok/s): at
-  512 sequences a step is already full, and verifying drafts costs more than the steps it saves. datatrove's
-  sweep (H100, vLLM 0.15) found it paid for this model; with vLLM 0.26 on an H200 it did not, so ``speculation:
-  ngram`` turns it on where a user measures otherwise. It is lossless: with greedy decoding the CPU build gives
-  identical tokens with and without it (tests); on the GPU greedy outputs differ between *any* two runs (two runs
-  of the same settings: 308 of 1,000 identical), so identity is not a test there.
+  the GPU's arithmetic or memory: fewer, fuller steps with bigger prefill chunks amortise it, and every decode
+  step should replay a CUDA graph (vLLM captures graphs up to 512 sequences by default; a bigger batch launches
+  every kernel anew): ``max_num_seqs`` 1024, ``max_num_batched_tokens`` 65536, graphs captured up to 1024.
+  SmolLM2-135M rewriting 1,000 real Python files on an H200 (vLLM 0.26, one machine, 2026-12-03): 37,695 output
+  tok/s against 20,680-22,061 with vLLM's defaults (1,024 / 16,384, graphs to 512), 1.71-1.82x; 512 / 32,768
+  (the rule before) 35,186; 2,048 / 131,072 with graphs to 2,048 37,974 (the same within a run's spread, 20 s
+  more to start).
+* **n-gram speculation** (prompt lookup: a rewrite copies much of its input) is an option, not chosen: vLLM 0.26
+  runs speculative decoding without its asynchronous scheduler, which is what a tiny model's steps need most: at
+  the batch above it accepted 76 % of its drafts and ran at 0.745x of the same batch without it (28,068 tok/s;
+  the day before, 512 sequences, 67 % and 0.91x). datatrove's sweep (H100, vLLM 0.15, before asynchronous
+  scheduling) found it paid for this model, so ``speculation: ngram`` turns it on where a user measures
+  otherwise. It is lossless: with greedy decoding the CPU build gives identical tokens with and without it
+  (tests); on the GPU greedy outputs differ between *any* two runs (two runs of the same settings: 308 of 1,000
+  identical), so identity is not a test there.
 * **Larger models** are bound by the GPU's arithmetic at a large batch; the batch is bounded by what the KV cache
-  holds for requests of ``max_model_len`` tokens (settings are fixed when the engine starts, before the first
-  shard), between 256 and 1,024 sequences, with ``max_num_batched_tokens`` 16384. Llama-3.1-8B shapes on an H200,
-  1,000 x 1,024/1,024: 9,435 tok/s against 8,694 with vLLM's defaults (1,024 / 16,384), 1.085x.
+  holds for requests as long as the work's: the first shard's mean prompt plus ``max_tokens`` (at most
+  ``max_model_len``), between 256 and 1,024 sequences (graphs captured up to the batch above 512), with
+  ``max_num_batched_tokens`` 16384. Llama-3.1-8B shapes on an H200, 1,000 x 1,024/1,024 (2,048 tokens a request:
+  256 sequences): 9,435 tok/s against 8,694 with vLLM's defaults (1,024 / 16,384), 1.085x; 1,000 x 512/512
+  (1,024 tokens: 512 sequences): 14,761 against 12,331, 1.197x, where sizing for ``max_model_len`` 4,096 (256
+  sequences, the rule before) ran at 0.966x of the defaults.
 
 Whatever the configuration sets itself is kept; the choice and its reasons go to the stage's stats and the report.
 """
@@ -33,7 +41,9 @@ from typing import Any
 #: Below this many parameters a model is "tiny": step overhead, not arithmetic, bounds it.
 TINY_PARAMS = 1.0e9
 #: Settings for tiny models (the sweep: SmolLM2-135M on an H200, docs/benchmarks.md).
-TINY = {"max_num_seqs": 512, "max_num_batched_tokens": 32768}
+TINY = {"max_num_seqs": 1024, "max_num_batched_tokens": 65536}
+#: vLLM's largest CUDA-graph batch by default: a decode step of more sequences runs without graphs.
+GRAPH_DEFAULT = 512
 #: n-gram speculation (``speculation: ngram``): tokens proposed per step, and the n-gram sizes looked up in the
 #: prompt (datatrove's sweep: 6 tokens).
 NGRAM = {"method": "ngram", "num_speculative_tokens": 6, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
@@ -58,11 +68,15 @@ class Choice:
     why: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One line, e.g. ``max_num_seqs=512, max_num_batched_tokens=32768, speculative_config=ngram(6)``."""
-        def value(v: Any) -> str:
-            return speculation_label(v["method"], v["num_speculative_tokens"]) if isinstance(v, dict) else str(v)
+        """One line, e.g. ``max_num_seqs=1024, max_num_batched_tokens=65536, max_cudagraph_capture_size=1024``."""
+        def item(k: str, v: Any) -> str:
+            if isinstance(v, dict) and "method" in v:
+                return f"{k}={speculation_label(v['method'], v['num_speculative_tokens'])}"
+            if isinstance(v, dict):  # compilation_config: its keys as they are
+                return ", ".join(f"{key}={x}" for key, x in v.items())
+            return f"{k}={v}"
 
-        return ", ".join(f"{k}={value(v)}" for k, v in self.settings.items()) or "vLLM's defaults"
+        return ", ".join(item(k, v) for k, v in self.settings.items()) or "vLLM's defaults"
 
 
 def speculation_label(method: str, tokens: int) -> str:
@@ -97,8 +111,8 @@ def model_shape(model: str, dtype_bytes: int = 2) -> Shape | None:
 def choose(shape: Shape | None, gpu_bytes: int | None, memory_fraction: float, tokens_per_request: int,
            fixed: set[str], speculation: str = "auto") -> Choice:
     """Engine settings for this shape. ``fixed``: the keys the configuration set (never overridden);
-    ``tokens_per_request``: prompt plus output tokens a request may hold in the KV cache; ``speculation``:
-    "auto" (the rule: off, see the module docstring), "off", or "ngram" (on)."""
+    ``tokens_per_request``: prompt plus output tokens a request holds in the KV cache (the caller measures the
+    first shard); ``speculation``: "auto" (the rule: off, see the module docstring), "off", or "ngram" (on)."""
     ch = Choice()
 
     def put(key: str, value: Any, why: str) -> None:
@@ -117,8 +131,10 @@ def choose(shape: Shape | None, gpu_bytes: int | None, memory_fraction: float, t
     if shape.parameters < TINY_PARAMS:
         for key, value in TINY.items():
             put(key, value, f"{key}={value}: a {billions:.2f} B model is bound by per-step overhead")
+        graphs(put, ch.settings.get("max_num_seqs", 0))
         if speculation == "auto":
-            ch.why.append("speculation off: at a full batch n-gram speculation measured 0.91x (H200, vLLM 0.26)")
+            ch.why.append("speculation off: it runs without vLLM's asynchronous scheduler, 0.745x at a full batch "
+                          "(H200, vLLM 0.26)")
         return ch
     free = gpu_bytes * memory_fraction - shape.weight_bytes - 4 * 2**30  # activations, CUDA graphs: ~4 GiB
     fits = int(max(free, 0) // max(shape.kv_bytes_per_token * tokens_per_request, 1))
@@ -126,11 +142,27 @@ def choose(shape: Shape | None, gpu_bytes: int | None, memory_fraction: float, t
     seqs = min(max(seqs, LARGE_SEQS[0]), LARGE_SEQS[1])
     put("max_num_seqs", seqs, f"max_num_seqs={seqs}: the KV cache holds ~{fits} requests of "
                               f"{tokens_per_request} tokens ({billions:.1f} B model, {gpu_bytes / 2**30:.0f} GiB GPU)")
+    graphs(put, ch.settings.get("max_num_seqs", 0))
     put("max_num_batched_tokens", LARGE_BATCHED_TOKENS,
         f"max_num_batched_tokens={LARGE_BATCHED_TOKENS}: bigger prefill chunks")
     if speculation == "auto":
         ch.why.append("speculation off: a model this size is compute-bound at a full batch")
     return ch
+
+
+def graphs(put, seqs: int) -> None:
+    """CUDA graphs up to the chosen batch when it is above vLLM's default capture size."""
+    if seqs > GRAPH_DEFAULT:
+        put("compilation_config", {"max_cudagraph_capture_size": seqs},
+            f"CUDA graphs up to {seqs} sequences (vLLM's default: {GRAPH_DEFAULT})")
+
+
+def request_tokens(prompt_tokens: list[int], max_tokens: int, max_model_len: int) -> int:
+    """Tokens a request of this work holds in the KV cache: the mean prompt plus the output cap, at most
+    max_model_len (max_model_len itself when nothing was measured)."""
+    if not prompt_tokens:
+        return max_model_len
+    return min(max_model_len, round(sum(prompt_tokens) / len(prompt_tokens)) + max_tokens)
 
 
 def gpu_memory_bytes() -> int | None:

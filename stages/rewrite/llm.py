@@ -24,6 +24,7 @@ import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
+from pipeline.errors import SetupError
 from pipeline.stage import Stage
 from stages.rewrite.engine import EngineLoop
 from stages.rewrite.prompts import load_prompt
@@ -111,7 +112,8 @@ class LlmStage(Stage):
     #: GPUs per model replica (one Ray actor per replica); num_gpus follows it on GPU machines.
     tensor_parallel_size: int = 1
     #: Engine settings passed to vLLM. ``max_num_seqs`` and ``max_num_batched_tokens`` left unset are chosen for
-    #: the model's size and the GPU's memory (``stages/rewrite/engine_settings.py``; what was chosen and why is
+    #: the model's size, the GPU's memory and (models of 1 B parameters or more, whose engine then starts on the
+    #: first shard) that shard's prompt lengths (``stages/rewrite/engine_settings.py``; what was chosen and why is
     #: in the stage's stats and the report); without a GPU max_num_seqs is 256.
     dtype: str = "auto"
     max_model_len: int = 16384
@@ -162,6 +164,8 @@ class LlmStage(Stage):
     _tok_lock: Any = PrivateAttr(None)
     _choice: Any = PrivateAttr(None)
     _resolved: dict = PrivateAttr(default_factory=dict)
+    _start_lock: Any = PrivateAttr(None)
+    _deferred: bool = PrivateAttr(False)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
@@ -185,6 +189,32 @@ class LlmStage(Stage):
     def setup(self) -> None:
         os.environ.update(self.env)
         self._prompt = load_prompt(self.prompt)
+        self._tok_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        if self.sized_by_the_work():
+            # the batch a large model runs best at depends on how long its requests are (engine_settings.py:
+            # sized for max_model_len 4,096 instead of the work's 1,024 tokens, an 8B model ran at 0.81x): the
+            # engine starts on the first shard, sized for its prompts; until then a tokenizer of the model's own
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(self.model)
+            self._deferred = True
+            return
+        self.start_engine(None)
+
+    def sized_by_the_work(self) -> bool:
+        """Whether the engine's batch is sized from the first shard's prompts: a model of 1 B parameters or more
+        read from a local folder, on a GPU, with max_num_seqs left to the rule."""
+        from stages.rewrite import engine_settings as es
+
+        if self.max_num_seqs or "max_num_seqs" in self.engine_args:
+            return False
+        shape = es.model_shape(self.model)
+        return shape is not None and shape.parameters >= es.TINY_PARAMS and es.gpu_memory_bytes() is not None
+
+    def start_engine(self, prompt_tokens: list[int] | None) -> None:
+        """Start the vLLM engine, its settings chosen for the requests of ``prompt_tokens`` (a shard's prompt
+        lengths; None: requests of max_model_len tokens)."""
         from vllm import LLM
 
         kwargs = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
@@ -197,7 +227,7 @@ class LlmStage(Stage):
             kwargs["max_num_batched_tokens"] = self.max_num_batched_tokens
         if self.kv_cache_memory_bytes:
             kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
-        self._choice = self.choose_engine_settings()
+        self._choice = self.choose_engine_settings(prompt_tokens)
         kwargs.update(self._choice.settings)
         if "max_num_seqs" not in kwargs and "max_num_seqs" not in self.engine_args:
             kwargs["max_num_seqs"] = 256  # nothing chosen (no GPU, or a Hub name without config.json): as before
@@ -211,6 +241,9 @@ class LlmStage(Stage):
             cfg = self._llm.llm_engine.vllm_config
             self._resolved = {"max_num_seqs": cfg.scheduler_config.max_num_seqs,
                               "max_num_batched_tokens": cfg.scheduler_config.max_num_batched_tokens}
+            graphs = getattr(cfg.compilation_config, "max_cudagraph_capture_size", None)
+            if graphs and not self.enforce_eager:  # decode steps of up to this many sequences replay a graph
+                self._resolved["max_cudagraph_capture_size"] = graphs
             if cfg.speculative_config is not None:
                 from stages.rewrite.engine_settings import speculation_label
 
@@ -218,21 +251,25 @@ class LlmStage(Stage):
                                                                   cfg.speculative_config.num_speculative_tokens)
         except AttributeError:  # another vLLM layout: the record is best effort
             pass
-        self._tok = self._llm.get_tokenizer()
-        self._tok_lock = threading.Lock()
+        with self._tok_lock:
+            self._tok = self._llm.get_tokenizer()
         self._loop = EngineLoop(self._llm.llm_engine, watch=sorted(_child_pids() - before))
 
-    def choose_engine_settings(self):
-        """The engine settings left open by the configuration, chosen for the model and the GPU
-        (``engine_settings.choose``)."""
+    def choose_engine_settings(self, prompt_tokens: list[int] | None = None):
+        """The engine settings left open by the configuration, chosen for the model, the GPU and the length of
+        the requests (``engine_settings.choose``)."""
         from stages.rewrite import engine_settings as es
 
         fixed = {k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(self, k)} | set(self.engine_args)
-        # settings are fixed when the engine starts, before any shard: a request is bounded by max_model_len
         gpu = es.gpu_memory_bytes()
         gpu = gpu * self.tensor_parallel_size if gpu else None  # one replica's GPUs together
-        return es.choose(es.model_shape(self.model), gpu, self.gpu_memory_utilization,
-                         self.max_model_len, fixed, self.speculation)
+        tokens = es.request_tokens(prompt_tokens or [], self.sampling().max_tokens, self.max_model_len)
+        choice = es.choose(es.model_shape(self.model), gpu, self.gpu_memory_utilization, tokens, fixed,
+                           self.speculation)
+        if prompt_tokens:
+            choice.why.append(f"requests of {tokens} tokens: the first shard's {len(prompt_tokens)} prompts "
+                              f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f} tokens) plus max_tokens")
+        return choice
 
     def engine_defaults(self) -> dict[str, Any]:
         """vllm.LLM keyword arguments this stage type needs, under ``engine_args`` (which wins)."""
@@ -271,7 +308,7 @@ class LlmStage(Stage):
     # -- generation ----------------------------------------------------------------------
     def generate_rows(self, table: pa.Table) -> "Generated":
         """Tokenize every row's prompt, reject the empty and the too long, generate the rest on the engine."""
-        if self._llm is None:
+        if self._llm is None and not self._deferred:
             raise NotSetUp(f"{self.name}: process() before setup()")
         from vllm.inputs import TokensPrompt
 
@@ -284,6 +321,16 @@ class LlmStage(Stage):
         conversations = [self._prompt.messages(texts[i]) for i in present]
         with self._tok_lock:  # one tokenizer, several shards' threads
             all_ids = dict(zip(present, chat_token_ids_batch(self._tok, conversations)))
+        if self._llm is None:  # the first shard: the engine starts now, sized for these prompts
+            with self._start_lock:
+                if self._llm is None:
+                    try:
+                        self.start_engine([len(x) for x in all_ids.values()])
+                    except Exception as exc:  # what setup() would have raised: the run stops, rows are not to blame
+                        cause = (str(exc).strip().splitlines() or [""])[0]
+                        raise SetupError(f"stage {self.name!r}: the vLLM engine did not start on the first shard, "
+                                         f"stopping the run (finished shards are kept; rerun after fixing): "
+                                         f"{type(exc).__name__}: {cause}") from exc
         for i, text in enumerate(texts):
             if not text:
                 g.reasons[i] = "empty_input"

@@ -37,20 +37,27 @@ def test_model_shapes_from_config(tmp_path):
 def test_a_tiny_model_gets_big_batches_and_speculation_only_when_asked(tmp_path):
     shape = shape_of(tmp_path, SMOLLM2_135M)
     auto = es.choose(shape, H200, 0.9, 8192, fixed=set())
-    assert auto.settings == es.TINY  # n-gram speculation measured slower at a full batch: not chosen
+    graphs = {"compilation_config": {"max_cudagraph_capture_size": es.TINY["max_num_seqs"]}}
+    # n-gram speculation measured slower at a full batch: not chosen; CUDA graphs up to the whole batch
+    assert auto.settings == {**es.TINY, **graphs}
+    assert es.TINY["max_num_seqs"] > es.GRAPH_DEFAULT
     assert any("speculation off" in w for w in auto.why)
+    assert auto.summary() == ("max_num_seqs=1024, max_num_batched_tokens=65536, "
+                              "max_cudagraph_capture_size=1024")
     asked = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="ngram")
-    assert asked.settings == {"speculative_config": es.NGRAM, **es.TINY}
+    assert asked.settings == {"speculative_config": es.NGRAM, **es.TINY, **graphs}
     assert "ngram(6)" in asked.summary()
     off = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="off")
-    assert off.settings == es.TINY
+    assert off.settings == {**es.TINY, **graphs}
 
 
 def test_what_the_configuration_set_is_never_chosen(tmp_path):
     shape = shape_of(tmp_path, SMOLLM2_135M)
     ch = es.choose(shape, H200, 0.9, 8192, fixed={"max_num_seqs", "speculative_config"}, speculation="ngram")
-    assert ch.settings == {"max_num_batched_tokens": 32768}
+    assert ch.settings == {"max_num_batched_tokens": es.TINY["max_num_batched_tokens"]}  # no graphs: its batch
     assert sum("set by the configuration" in w for w in ch.why) == 2
+    own = es.choose(shape, H200, 0.9, 8192, fixed={"compilation_config"})
+    assert own.settings == es.TINY  # engine_args: {compilation_config: ...} is the user's
 
 
 def test_a_large_model_is_bounded_by_its_kv_cache_and_does_not_speculate(tmp_path):
@@ -61,8 +68,23 @@ def test_a_large_model_is_bounded_by_its_kv_cache_and_does_not_speculate(tmp_pat
     assert "speculative_config" not in ch.settings
     roomy = es.choose(shape, 8 * H200, 0.9, 2048, fixed=set())
     assert roomy.settings["max_num_seqs"] == es.LARGE_SEQS[1]  # capped
+    assert roomy.settings["compilation_config"] == {"max_cudagraph_capture_size": es.LARGE_SEQS[1]}
     tight = es.choose(shape, 24 * 10**9, 0.9, 16384, fixed=set())
     assert tight.settings["max_num_seqs"] == es.LARGE_SEQS[0]  # floored: vLLM admits by free blocks anyway
+    assert "compilation_config" not in tight.settings  # vLLM's graphs already cover 256
+
+
+def test_a_large_model_is_sized_for_the_requests_of_the_work(tmp_path):
+    """The measured case (H200, 8B shapes, 1,000 x 512/512): sized for max_model_len 4,096 the rule gave 256
+    sequences (0.966x of vLLM's defaults); sized for the work's requests, 512 (1.197x)."""
+    shape = shape_of(tmp_path, LLAMA_8B)
+    prompts = [500, 512, 524]
+    tokens = es.request_tokens(prompts, 512, 4096)
+    assert tokens == 512 + 512
+    assert es.choose(shape, H200, 0.9, tokens, fixed=set()).settings["max_num_seqs"] == 512
+    assert es.choose(shape, H200, 0.9, 4096, fixed=set()).settings["max_num_seqs"] == 256
+    assert es.request_tokens([], 512, 4096) == 4096  # nothing measured: requests of max_model_len
+    assert es.request_tokens([8000], 1024, 4096) == 4096  # never above max_model_len
 
 
 def test_without_a_gpu_nothing_is_chosen_but_a_forced_speculation(tmp_path):

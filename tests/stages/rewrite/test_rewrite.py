@@ -127,6 +127,44 @@ def test_each_rejection_reason(sgcr):
     assert v.columns["text"][1] == long_text  # a rejected row keeps its input
 
 
+@pytest.mark.vllm
+def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_its_prompts(tiny_model, monkeypatch):
+    """The rule's conditions (>= 1 B parameters, a GPU) made to hold for the tiny model on the CPU build: setup()
+    leaves the engine unstarted; the first shard starts it, sized for requests of that shard's mean prompt plus
+    max_tokens, and the stats say so. An engine that cannot start stops the run (SetupError); it never turns into
+    rejections of the shard's rows."""
+    from pipeline.errors import SetupError
+    from pipeline.execute import safe_process
+    from stages.rewrite import engine_settings as es
+    from stages.rewrite.stage import Rewrite
+
+    monkeypatch.setattr(es, "TINY_PARAMS", 0)
+    monkeypatch.setattr(es, "gpu_memory_bytes", lambda: 141 * 10**9)
+    monkeypatch.setattr(es, "LARGE_SEQS", (8, 16))  # within what the CPU build's 256 MiB KV cache holds
+    engine = {k: v for k, v in CPU_ENGINE.items() if k != "max_num_seqs"}
+    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, max_tokens=200, **engine)
+    stage.setup()
+    try:
+        assert stage._llm is None  # nothing started before the work is seen
+        v = run(stage, ["x=1\nprint(x)\n", "def f(a,b): return a+b\n"], guided_regex=VALID)
+        assert v.reasons == [None, None]
+        assert v.columns["text"][1] == "def add(a: int, b: int) -> int:\n    return a + b\n"
+        prompts = v.columns["rewrite_prompt_tokens"].to_pylist()
+        info = stage.shard_info()
+        tokens = round(sum(prompts) / 2) + 200
+        assert f"requests of {tokens} tokens: the first shard's 2 prompts" in info["engine_why"]
+        assert info["engine_chosen"].startswith("max_num_seqs=16,") and "max_num_seqs=16" in info["engine"]
+        assert run(stage, ["y = 2\n"], guided_regex=VALID).reasons == [None]  # the same engine goes on
+    finally:
+        stage.teardown()
+    broken = Rewrite(prompt="code_sgcr", model=str(tiny_model), max_tokens=20,
+                     engine_args={"no_such_engine_argument": 1}, **engine)
+    broken.setup()
+    table = pa.table({"id": ["0", "1"], "text": ["x = 1\n", "y = 2\n"]})
+    with pytest.raises(SetupError, match="did not start on the first shard.*no_such_engine_argument"):
+        safe_process(broken, table)
+
+
 # ----------------------------------------------------------------------------------------------- pipelines on Ray
 
 SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef main\(\) -> None:\n    print\(\"done\"\)\n```\n"
