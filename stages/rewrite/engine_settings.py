@@ -150,6 +150,12 @@ def choose(shape: Shape | None, gpu_bytes: int | None, memory_fraction: float, t
     return ch
 
 
+def reads_request_length(shape: Shape | None, gpu_bytes: int | None, fixed: set[str]) -> bool:
+    """Whether ``choose`` sizes the batch by ``tokens_per_request`` here (a model of TINY_PARAMS or more, on a GPU,
+    max_num_seqs left open): the caller then measures its requests before the engine starts."""
+    return shape is not None and bool(gpu_bytes) and shape.parameters >= TINY_PARAMS and "max_num_seqs" not in fixed
+
+
 def graphs(put, seqs: int) -> None:
     """CUDA graphs up to the chosen batch when it is above vLLM's default capture size."""
     if seqs > GRAPH_DEFAULT:

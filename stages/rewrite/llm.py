@@ -207,10 +207,11 @@ class LlmStage(Stage):
         read from a local folder, on a GPU, with max_num_seqs left to the rule."""
         from stages.rewrite import engine_settings as es
 
-        if self.max_num_seqs or "max_num_seqs" in self.engine_args:
-            return False
-        shape = es.model_shape(self.model)
-        return shape is not None and shape.parameters >= es.TINY_PARAMS and es.gpu_memory_bytes() is not None
+        return es.reads_request_length(es.model_shape(self.model), es.gpu_memory_bytes(), self.fixed_settings())
+
+    def fixed_settings(self) -> set[str]:
+        """The engine settings the configuration set itself (the rule never overrides them)."""
+        return {k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(self, k)} | set(self.engine_args)
 
     def start_engine(self, prompt_tokens: list[int] | None) -> None:
         """Start the vLLM engine, its settings chosen for the requests of ``prompt_tokens`` (a shard's prompt
@@ -260,7 +261,7 @@ class LlmStage(Stage):
         the requests (``engine_settings.choose``)."""
         from stages.rewrite import engine_settings as es
 
-        fixed = {k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(self, k)} | set(self.engine_args)
+        fixed = self.fixed_settings()
         gpu = es.gpu_memory_bytes()
         gpu = gpu * self.tensor_parallel_size if gpu else None  # one replica's GPUs together
         tokens = es.request_tokens(prompt_tokens or [], self.sampling().max_tokens, self.max_model_len)

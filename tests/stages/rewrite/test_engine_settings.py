@@ -85,6 +85,12 @@ def test_a_large_model_is_sized_for_the_requests_of_the_work(tmp_path):
     assert es.choose(shape, H200, 0.9, 4096, fixed=set()).settings["max_num_seqs"] == 256
     assert es.request_tokens([], 512, 4096) == 4096  # nothing measured: requests of max_model_len
     assert es.request_tokens([8000], 1024, 4096) == 4096  # never above max_model_len
+    # only where the rule reads the length does the stage wait for a shard to measure it
+    assert es.reads_request_length(shape, H200, set())
+    assert not es.reads_request_length(shape, H200, {"max_num_seqs"})
+    assert not es.reads_request_length(shape, None, set())
+    assert not es.reads_request_length(shape_of(tmp_path, SMOLLM2_135M), H200, set())
+    assert not es.reads_request_length(None, H200, set())
 
 
 def test_without_a_gpu_nothing_is_chosen_but_a_forced_speculation(tmp_path):
