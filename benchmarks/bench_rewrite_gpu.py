@@ -128,7 +128,7 @@ def sampling_kwargs(a) -> dict:
 
 
 def base_engine(a) -> dict:
-    kw = dict(dtype="bfloat16", max_model_len=a.max_model_len, gpu_memory_utilization=0.9,
+    kw = dict(dtype=a.dtype, max_model_len=a.max_model_len, gpu_memory_utilization=0.9,
               enable_prefix_caching=True, seed=0)
     if not a.model:
         kw["load_format"] = "dummy"
@@ -343,6 +343,9 @@ def main() -> None:
     ap.add_argument("--input-len", type=int, default=1024)
     ap.add_argument("--output-len", type=int, default=1024)
     ap.add_argument("--max-model-len", type=int, default=4096)
+    ap.add_argument("--dtype", default="bfloat16",
+                    help="the engine's dtype; float32 makes greedy outputs comparable across batch settings on a GPU "
+                         "(bf16's rounding follows the batch's composition)")
     ap.add_argument("--settings", default="defaults", help="'defaults', 'chosen' or a JSON of vllm.LLM arguments")
     ap.add_argument("--speculation", default="auto", choices=["auto", "off", "ngram"],
                     help="with --settings chosen: the stage's speculation option")
@@ -383,7 +386,7 @@ def main() -> None:
 
     result.update(vllm=vllm.__version__, model=str(a.model or "llama-3.1-8b shapes, dummy"), docs=a.docs,
                   num_prompts=a.num_prompts, output_len=a.output_len, max_model_len=a.max_model_len,
-                  prompts_sha=digest(ids))
+                  dtype=a.dtype, prompts_sha=digest(ids))
     Path(a.json[0]).write_text(json.dumps(result, indent=1))
     short = {k: v for k, v in result.items() if not k.endswith("_sha")}
     print("RESULT", json.dumps(short), flush=True)

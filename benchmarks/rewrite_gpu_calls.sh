@@ -10,9 +10,15 @@
 #                                                      #       raw with vLLM's defaults again on the warm machine
 #   bash benchmarks/rewrite_gpu_calls.sh large         # Llama-3.1-8B shapes: raw defaults, raw chosen
 #   bash benchmarks/rewrite_gpu_calls.sh large-stage   # 8B: the stage, 16 shards, chosen settings
+#   bash benchmarks/rewrite_gpu_calls.sh small-d       # 135M, the current rule: raw defaults (first engine), raw
+#                                                      #       chosen, the stage chosen
+#   bash benchmarks/rewrite_gpu_calls.sh small-e       # datatrove's runner chosen, raw defaults warm; then float32:
+#                                                      #       chosen, chosen + ngram, 512/32768, identical outputs
+#                                                      #       counted against the first (bf16 greedy is not
+#                                                      #       reproducible across batches on a GPU)
 #
 # The sweep behind the rule (fifth session), one raw run per settings JSON, then a table against the first file:
-#   bash benchmarks/rewrite_gpu_calls.sh small-run NAME 'JSON'            # 135M, real files, as above
+#   bash benchmarks/rewrite_gpu_calls.sh small-run NAME 'JSON' [ARGS]     # 135M, real files, as above
 #   bash benchmarks/rewrite_gpu_calls.sh large-run NAME 'JSON' IN OUT     # 8B shapes, IN/OUT tokens per request
 #   bash benchmarks/rewrite_gpu_calls.sh table NAME NAME ...              # compare; every result packed to $OUT
 #
@@ -81,8 +87,31 @@ large-stage)
     "$RES"/large_raw_chosen.json "$RES"/large_stage16.json
   pack large-stage
   ;;
+small-d)
+  run small_raw_defaults $SMALL --mode raw --settings defaults
+  run small_raw_chosen $SMALL --mode raw --settings chosen
+  run small_stage_chosen $SMALL --mode stage --settings chosen
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults.json \
+    "$RES"/small_raw_chosen.json "$RES"/small_stage_chosen.json
+  pack small-d
+  ;;
+small-e)
+  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  PATH=/root/bin:$PATH run small_datatrove_chosen $SMALL --mode datatrove --settings chosen
+  run small_raw_defaults_warm $SMALL --mode raw --settings defaults
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults_warm.json \
+    "$RES"/small_raw_defaults.json "$RES"/small_raw_chosen.json "$RES"/small_stage_chosen.json \
+    "$RES"/small_datatrove_chosen.json
+  run small_fp32_chosen $SMALL --mode raw --settings chosen --dtype float32
+  run small_fp32_ngram $SMALL --mode raw --settings chosen --speculation ngram --dtype float32
+  run small_fp32_batch512 $SMALL --mode raw --settings "$BATCH" --dtype float32
+  python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_fp32_chosen.json \
+    "$RES"/small_fp32_ngram.json "$RES"/small_fp32_batch512.json
+  pack small-e
+  ;;
 small-run)
-  run "$2" $SMALL --mode raw --settings "$3"
+  shift; name=$1; settings=$2; shift 2
+  run "$name" $SMALL --mode raw --settings "$settings" "$@"
   ;;
 large-run)
   run "$2" python3 benchmarks/bench_rewrite_gpu.py --tokenizer "${TOKENIZER:-.dev/bench/llama3}" --num-prompts 1000 \
@@ -93,5 +122,5 @@ table)
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json $(for n in "$@"; do echo "$RES/$n.json"; done)
   tar czf "$OUT/results.tgz" -C "$RES" .
   ;;
-*) echo "usage: $0 model|small-a|small-b|small-c|large|large-stage|small-run|large-run|table" >&2; exit 2 ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|small-run|large-run|table" >&2; exit 2 ;;
 esac
