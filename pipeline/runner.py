@@ -126,6 +126,7 @@ def run_component(ex, comp: Component, ctx: StageContext, progress: bool, chaine
         with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress) as bar:
             ex.run(comp, phase, todo, ctx, bar.update)
         ran += len(todo)
+    ex.release()  # the workers kept set up through the phases: their CPUs/GPUs go to the next stage
     clean_temp(ctx.dir.path)  # what killed workers were writing: their tasks were redone since
     finalize = getattr(comp, "finalize", None)
     if finalize is not None:
@@ -145,6 +146,7 @@ def run_chain(ex, group: list[tuple[Component, StageContext]], progress: bool) -
     with Progress(" > ".join(c.name for c, _ in group), total=len(tasks), done=len(tasks) - len(todo),
                   enabled=progress) as bar:
         results = ex.run(chain, phase, todo, first, bar.update)
+    ex.release()
     wall = time.time() - t0
     spent: dict[str, tuple[float, int]] = {}
     for r in results:

@@ -109,6 +109,31 @@ def _slow_dedup():
 SlowExactDedup = _slow_dedup()
 
 
+def _counting_dedup():
+    from stages.dedup.exact import ExactDedup
+
+    class CountingExactDedup(ExactDedup):
+        """exact_dedup that appends ``setup PID`` / ``teardown PID`` to ``log`` (how often workers set up)."""
+
+        type: ClassVar[str] = "test_counting_exact_dedup"
+        log: str = ""
+
+        def setup(self) -> None:
+            super().setup()
+            with open(self.log, "a") as f:
+                f.write(f"setup {os.getpid()}\n")
+
+        def teardown(self) -> None:
+            with open(self.log, "a") as f:
+                f.write(f"teardown {os.getpid()}\n")
+            super().teardown()
+
+    return CountingExactDedup
+
+
+CountingExactDedup = _counting_dedup()
+
+
 def _slow_minhash():
     import time
 

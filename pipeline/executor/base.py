@@ -18,11 +18,17 @@ class Executor(Protocol):
     def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
             on_done: OnDone) -> list[dict[str, Any]]:
         """Run ``tasks`` (all unfinished); return their stats. Each worker calls ``component.setup()`` once
-        before its first task and ``teardown()`` at the end. A task that kills its worker is retried up to
+        before its first task; workers are kept, set up, for the same component's next phase until
+        ``release()``, which calls their ``teardown()``. A task that kills its worker is retried up to
         ``component.max_retries`` times, then ``phase.on_dead`` decides. A failing ``setup()`` stops the run."""
         ...
 
+    def release(self) -> None:
+        """The component's phases are done: tear down the workers kept for it."""
+        ...
+
     def close(self) -> None:
+        """The run is done: ``release()``, then stop what the executor started."""
         ...
 
     def abort(self) -> None:

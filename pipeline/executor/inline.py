@@ -1,7 +1,7 @@
 """Run tasks in this process, one after the other: no Ray, no retries (a worker death is this process's).
 
-For the fast test tier and for debugging a stage with a plain debugger. The component is set up once per
-``run`` call and torn down after it, as a Ray worker would be.
+For the fast test tier and for debugging a stage with a plain debugger. The component is set up once and kept
+through its phases until ``release()``, as a Ray worker is.
 """
 
 from __future__ import annotations
@@ -16,18 +16,25 @@ from pipeline.task import StageContext, Task
 
 
 class InlineExecutor:
+    def __init__(self) -> None:
+        self._held: Component | None = None  # set up, kept for the component's next phase
+
     def run(self, component: Component, phase: Phase, tasks: list[Task], ctx: StageContext,
             on_done: OnDone) -> list[dict[str, Any]]:
         if not tasks:
             return []
-        try:
-            component.setup()
-        except Exception as exc:
-            name, cause = ((exc.member, exc.cause) if isinstance(exc, MemberSetupError)
-                           else (component.name, f"{type(exc).__name__}: {exc}"))
-            raise SetupError(f"stage {name!r}: setup() failed, stopping the run "
-                             f"(finished shards are kept; rerun after fixing): {cause}") from exc
+        if self._held is not component:
+            self.release()
+            try:
+                component.setup()
+            except Exception as exc:
+                name, cause = ((exc.member, exc.cause) if isinstance(exc, MemberSetupError)
+                               else (component.name, f"{type(exc).__name__}: {exc}"))
+                raise SetupError(f"stage {name!r}: setup() failed, stopping the run "
+                                 f"(finished shards are kept; rerun after fixing): {cause}") from exc
+            self._held = component
         results = []
+        finished = False
         try:
             for task in tasks:
                 try:
@@ -39,12 +46,19 @@ class InlineExecutor:
                     raise storage from exc
                 results.append(stats)
                 on_done(stats)
+            finished = True
         finally:
-            component.teardown()
+            if not finished:  # as a failed worker's state is not reused
+                self.release()
         return results
 
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.teardown()
+
     def close(self) -> None:
-        pass
+        self.release()
 
     def abort(self) -> None:
-        pass
+        self.release()

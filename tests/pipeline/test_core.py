@@ -162,6 +162,16 @@ def test_exact_dedup_one_survivor_per_group(tmp_path):
         assert r["id"] == min(x["id"] for x in group) and r["dup_group_size"] == len(group)
 
 
+def test_inline_executor_sets_a_global_stage_up_once_for_its_phases(tmp_path):
+    """As Ray's workers are: set up before the scan, kept through the reduce and the apply, torn down once."""
+    texts = [f"x = {i % 7}\n" for i in range(30)]
+    srcs = [records(tmp_path / f"in{k}.parquet", texts[k::3], ids=[f"r{k}-{i}" for i in range(10)]) for k in range(3)]
+    log = tmp_path / "setups.log"
+    run(srcs, [{"type": "test_counting_exact_dedup", "log": str(log)}], tmp_path / "run")
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["setup", "teardown"]
+    assert len(ids_of(tmp_path / "run", 1)) == 7 and verify(tmp_path / "run") == []
+
+
 def test_exact_dedup_normalisations_and_survivors(tmp_path):
     n_none = len(kept_rows(dedup_run(tmp_path, "none", normalize="none")))
     n_ws = len(kept_rows(dedup_run(tmp_path, "ws", normalize="whitespace")))

@@ -133,6 +133,25 @@ def test_failing_setup_stops_the_run_instead_of_rejecting_rows(tmp_path, corpus_
     assert not list((tmp_path / "run" / "stages" / "01-test_bad_setup" / "done").glob("*.json"))
 
 
+def test_a_global_stage_sets_up_its_workers_once_for_all_its_phases(tmp_path, corpus_rows, ray_session):
+    """scan, reduce and apply run on the same set-up workers (a new worker per phase cost ~1.6 s of each phase's
+    first shard here); each is torn down once, after the last phase; the verdicts are those of a plain run."""
+    src = write_sample(corpus_rows[:300], tmp_path / "in.parquet")
+    log = tmp_path / "setups.log"
+    run_pipeline(config([src], [{"type": "test_counting_exact_dedup", "log": str(log)}]), tmp_path / "run",
+                 progress=False)
+    run_pipeline(config([src], [{"type": "exact_dedup"}]), tmp_path / "plain", progress=False)
+    events = [line.split() for line in log.read_text().splitlines()]
+    setups = [pid for what, pid in events if what == "setup"]
+    assert collect_stats(tmp_path / "run")["stages"][0]["shards"] >= 3  # several shards, three phases
+    assert 1 <= len(setups) <= 2, events  # the test cluster's 2 CPUs: at most one set-up worker per CPU
+    assert sorted(pid for what, pid in events if what == "teardown") == sorted(setups)
+    assert verify(tmp_path / "run") == []
+    from tests.helpers import kept_ids
+
+    assert kept_ids(tmp_path / "run") == kept_ids(tmp_path / "plain")
+
+
 def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session):
     """An actor asking for more CPUs than any node has would wait forever on a local Ray: say so instead."""
     from pipeline.executor.ray import RayExecutor
