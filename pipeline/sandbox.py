@@ -124,6 +124,22 @@ class Sandbox:
         self.proc = None
 
 
+def _heap_trimmer():
+    """glibc's ``malloc_trim``, or nothing elsewhere. glibc keeps the heap a call freed (a large page's lxml tree)
+    mapped for reuse: the extraction child held ~330 MiB after 177 real pages, ~240 MiB when the heap is trimmed
+    after each call, for 0.6 ms a page (~1 % of an extraction). Each worker has such a child: on the 12-file web
+    sample that is what ours held above datatrove's peak."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
 def _serve() -> None:
     inp, out = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # stray prints of the function must not corrupt the protocol
@@ -138,6 +154,7 @@ def _serve() -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops
         _send(out, ("error", f"{type(exc).__name__}: {exc}"))
         return
+    trim = _heap_trimmer()
     while True:
         try:
             (n,) = struct.unpack("<Q", _read_exact(inp, 8))
@@ -149,6 +166,8 @@ def _serve() -> None:
             _send(out, ("ok", fn(*args)))
         except Exception as exc:  # noqa: BLE001 - one input's failure, not the worker's
             _send(out, ("error", f"{type(exc).__name__}: {str(exc)[:500]} after {time.perf_counter() - t0:.2f} s"))
+        del args
+        trim()  # after the answer: the parent reads it meanwhile
 
 
 if __name__ == "__main__":

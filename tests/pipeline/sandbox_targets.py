@@ -48,3 +48,15 @@ def eat(megabytes: int) -> int:
     """Allocates ``megabytes`` and touches it."""
     block = bytearray(megabytes * 1024 * 1024)
     return len(block)
+
+
+_PINNED: list[bytes] = []
+
+
+def churn(mb: int) -> float:
+    """Allocate ``mb`` MiB in 1 KiB blocks (malloc's heap, not Python's arenas), free all but the last and return
+    the RSS before the call ends: glibc keeps the freed heap below a block still in use until it is trimmed."""
+    blocks = [bytes(1024) for _ in range(mb * 1024)]
+    _PINNED.append(blocks[-1])
+    del blocks
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
