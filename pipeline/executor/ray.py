@@ -4,8 +4,8 @@ Locally (no ``RAY_ADDRESS``, no ``ray.address`` in the config) an embedded Ray i
 ``ray job submit`` or with ``RAY_ADDRESS`` set, the cluster is used (the run directory must then be on storage
 every node sees). A pool is sized from the cluster's CPUs/GPUs and the phase's resources. Each actor takes a task
 as soon as its own ``setup()`` is done; the pool outlives the phase and serves the component's next phase if it
-asks for the same resources, until ``release()``. An actor that dies is replaced and its task retried; a task that kills
-``max_retries + 1`` actors goes to ``phase.on_dead`` (a shard's rows rejected as ``worker_died``).
+asks for the same resources, until ``release()``. An actor that dies is replaced and its task retried; a task
+that kills ``max_retries + 1`` actors goes to ``phase.on_dead`` (a shard's rows rejected as ``worker_died``).
 """
 
 from __future__ import annotations
