@@ -34,7 +34,6 @@ class InlineExecutor:
                                  f"(finished shards are kept; rerun after fixing): {cause}") from exc
             self._held = component
         results = []
-        finished = False
         try:
             for task in tasks:
                 try:
@@ -46,10 +45,9 @@ class InlineExecutor:
                     raise storage from exc
                 results.append(stats)
                 on_done(stats)
-            finished = True
-        finally:
-            if not finished:  # as a failed worker's state is not reused
-                self.release()
+        except BaseException:  # as a failed worker's state is not reused
+            self.release()
+            raise
         return results
 
     def release(self) -> None:

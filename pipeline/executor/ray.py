@@ -117,6 +117,17 @@ def _no_auth_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled")
 
 
+def _stop_actors(ray, actors, graceful: bool = True) -> None:
+    """End actors: a graceful ``teardown()`` first (engines, helper processes) unless in a hurry, then a kill."""
+    for a in actors:
+        if graceful:
+            try:
+                ray.get(a.shutdown.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - best effort (a killed actor included)
+                pass
+        ray.kill(a, no_restart=True)
+
+
 @contextlib.contextmanager
 def _inside(folder: str):
     back = os.getcwd()
@@ -190,12 +201,7 @@ class RayExecutor:
 
         _, _, actors = self._pool
         self._pool = None
-        for a in actors:
-            try:
-                ray.get(a.shutdown.remote(), timeout=60)
-            except Exception:  # noqa: BLE001 - best effort (a killed actor included)
-                pass
-            ray.kill(a, no_restart=True)
+        _stop_actors(ray, actors)
 
     def close(self) -> None:
         """An embedded Ray this executor started is stopped once every stage is done: the summary, the export and
@@ -217,8 +223,7 @@ class RayExecutor:
 
         pool, self._pool = self._pool, None
         if pool is not None and ray.is_initialized():
-            for a in pool[2]:
-                ray.kill(a, no_restart=True)
+            _stop_actors(ray, pool[2], graceful=False)
         if self.embedded and ray.is_initialized():
             ray.shutdown()
 
@@ -357,18 +362,11 @@ class RayExecutor:
             interrupted = True
             raise
         finally:
-            for a in starting.values():
-                ray.kill(a, no_restart=True)
+            _stop_actors(ray, starting.values(), graceful=False)
             live = list({id(a): a for a in idle + [a for a, _ in running.values()] if a not in dead}.values())
             if finished:  # every task done: the workers wait, set up, for the component's next phase
                 self._pool = (component, res, live)
-                live = []
-            for a in live:
-                if not interrupted:  # a graceful teardown (engines, helper processes) only when not in a hurry
-                    try:
-                        ray.get(a.shutdown.remote(), timeout=60)
-                    except Exception:  # noqa: BLE001 - best effort (a killed actor included)
-                        pass
-                ray.kill(a, no_restart=True)
+            else:  # a graceful teardown only when not in a hurry (Ctrl-C)
+                _stop_actors(ray, live, graceful=not interrupted)
         return results
 

@@ -13,7 +13,7 @@ from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from pipeline.shards import KEPT, REJECTED
 from tests.conftest import ROOT, write_sample
-from tests.helpers import compiles
+from tests.helpers import compiles, kept_ids
 
 pytestmark = pytest.mark.shared_data
 
@@ -147,8 +147,6 @@ def test_a_global_stage_sets_up_its_workers_once_for_all_its_phases(tmp_path, co
     assert 1 <= len(setups) <= 2, events  # the test cluster's 2 CPUs: at most one set-up worker per CPU
     assert sorted(pid for what, pid in events if what == "teardown") == sorted(setups)
     assert verify(tmp_path / "run") == []
-    from tests.helpers import kept_ids
-
     assert kept_ids(tmp_path / "run") == kept_ids(tmp_path / "plain")
 
 
