@@ -56,28 +56,50 @@ def test_scores_follow_the_schema_and_every_failure_is_a_reason(scorer):
     assert score(scorer, [""]).reasons == ["empty_input"]
 
 
-TIER = r'\{"score": (0|1|2|4|5|6|8|9|10), "reason": "[a-z]{3,8}"\}'
+#: Two grades per tier (low < 3, mid 3-7, high >= 8): with the digits' logits tied (below) each tier is 1/3 a row.
+TIER = r'\{"score": (1|2|5|6|8|9), "reason": "[a-z]{3,8}"\}'
 REWRITE = r"### Score\nScore: 6/10\n### Improved code\n```python\ndef main\(\) -> None:\n    print\(\"tier\"\)\n```\n"
+
+
+@pytest.fixture(scope="module")
+def fair_grader(tiny_model, tmp_path_factory):
+    """The tiny model with the embedding rows of the digits zeroed (tied embeddings: they are its output rows too),
+    so the digits' logits are exactly 0 whatever the hidden state and, under ``TIER``, a sampled grade is a fair draw
+    of the row's seed on any CPU. With plain random weights the draw leant on the weights and on the machine's
+    kernels: here every tier got rows, on CI 16 rows gave 8 low, 8 mid, none high."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from tokenizers import Tokenizer
+
+    model = tmp_path_factory.mktemp("fair") / "model"
+    shutil.copytree(tiny_model, model)
+    weights = load_file(model / "model.safetensors")
+    digits = [Tokenizer.from_file(str(model / "tokenizer.json")).token_to_id(d) for d in "0123456789"]
+    assert None not in digits and "lm_head.weight" not in weights  # single-digit tokens, output tied to input
+    weights["model.embed_tokens.weight"][digits] = 0.0
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    return model
 
 
 @pytest.mark.shared_data
 @pytest.mark.vllm
-def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, ray_session):
+def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, fair_grader, ray_session):
     from pipeline.config import load_config
     from pipeline.ledger import collect_stats, verify
     from pipeline.runner import run_pipeline
 
-    rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:18]
-    src = write_sample(rows, tmp_path / "in.parquet", row_group_size=6)
+    # 54 short files, of which ~48 reach the grader: a tier is left empty with probability 3 * (2/3)**48 ~ 1e-8
+    rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:54]
+    src = write_sample(rows, tmp_path / "in.parquet", row_group_size=18)
     cfg = load_config("configs/swallow_code_v2.yaml", overrides=[
         f"source.paths=['{src}']", "source.shard_bytes=1",
-        # the tiny random model stands in for the real one, held to answers that fall in every tier
-        f"stages.llm_score.model={tiny_model}", f"stages.llm_score.guided_regex='{TIER}'",
+        # the tiny random model stands in for the real one, held to grades drawn fairly over the three tiers
+        f"stages.llm_score.model={fair_grader}", f"stages.llm_score.guided_regex='{TIER}'",
         f"stages.rewrite.model={tiny_model}", f"stages.rewrite.guided_regex='{REWRITE}'",
         "stages.llm_score.max_tokens=40", "stages.rewrite.max_tokens=150",
-        # sampled hot (vLLM allows up to 2), one seed per row: the picks spread over the three tiers (greedy picks one;
-        # at temperature 1 the random model favours "5": once no "9" in 18 rows)
-        "stages.llm_score.temperature=2.0", "stages.llm_score.seed=7", "stages.llm_score.max_num_batched_tokens=16384",
+        # sampled, one seed per row (greedy would pick one grade for all)
+        "stages.llm_score.temperature=1.0", "stages.llm_score.seed=7", "stages.llm_score.max_num_batched_tokens=16384",
         *(f"stages.{s}.{k}={v}" for s in ("llm_score", "rewrite") for k, v in CPU_ENGINE.items() if k != "env"),
         *(f"stages.{s}.num_gpus=0" for s in ("llm_score", "rewrite")),
         *(f"stages.{s}.concurrency=1" for s in ("llm_score", "rewrite")),
@@ -92,6 +114,8 @@ def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, ray_session):
               for r in pq.read_table(f).to_pylist()]
     tiers = {"low": lambda x: x < 3, "mid": lambda x: 3 <= x < 8, "high": lambda x: x >= 8}
     by_score = {t: {r["id"] for r in scored if f(r["llm_score"])} for t, f in tiers.items()}
+    print("graded", len(scored), "per tier", {t: len(v) for t, v in by_score.items()})
+    assert len(scored) >= 40  # the odds above
     assert all(by_score.values()), f"every tier got documents: { {t: len(v) for t, v in by_score.items()} }"
     assert st["llm_score"]["reasons"] == {"low_llm_score": len(by_score["low"])}  # < 3: dropped
     kept = pa.concat_tables([pq.read_table(f) for f in (sd["rewrite"] / "kept").glob("*.parquet")],
