@@ -37,12 +37,15 @@ Handshake = Callable[[subprocess.Popen], tuple[str, Any]]
 
 
 def start_child(argv: list[str], *, what: str, env: dict[str, str], cwd: str, handshake: Handshake | None,
-                text: bool = False, stderr: Any = None, tries: int = 3) -> tuple[subprocess.Popen, Any]:
+                text: bool = False, stderr: Any = None, tries: int = 3,
+                pass_fds: tuple[int, ...] = ()) -> tuple[subprocess.Popen, Any]:
     """(process, what its handshake returned). ``handshake`` None: do not wait (the caller checks later).
-    ``text``: line-buffered text pipes; ``stderr``: where its stderr goes (a file; None: the caller's)."""
+    ``text``: line-buffered text pipes; ``stderr``: where its stderr goes (a file; None: the caller's);
+    ``pass_fds``: descriptors the child inherits besides its pipes."""
     detail: Any = None
     for _ in range(tries):
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd, text=text, bufsize=1 if text else -1)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd,
+                                text=text, bufsize=1 if text else -1, pass_fds=pass_fds)
         if handshake is None:
             return proc, None
         try:

@@ -5,6 +5,9 @@ crash in C code (SIGSEGV) twice is; a memory limit turns an input that eats memo
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from pipeline.child import KILLS_PER_INPUT
@@ -59,3 +62,26 @@ def test_an_input_that_eats_memory_is_an_error_not_a_kill(box):
     assert status == "error" and detail.startswith("MemoryError")
     assert b.call(64, timeout_s=30) == ("ok", 64 * 1024 * 1024)  # the same child goes on
     assert box("eat").call(1200, timeout_s=30) == ("ok", 1200 * 1024 * 1024)  # no limit given: none
+
+
+def test_children_are_forked_from_one_zygote_and_each_starts_in_its_state(box):
+    """A replacement child is forked from the zygote (which ran the setup and never the function): it starts
+    with none of what its predecessor saw."""
+    b = box("remember")
+    assert b.call("a", timeout_s=30)[1][0] == ["a"]
+    seen, pid, parent = b.call("b", timeout_s=30)[1]
+    assert seen == ["a", "b"] and parent == b._zygote.proc.pid  # the same child, forked by the zygote
+    os.kill(pid, signal.SIGKILL)  # from outside, between calls
+    seen, pid2, parent2 = b.call("c", timeout_s=30)[1]
+    assert seen == ["c"] and pid2 != pid and parent2 == parent and b.restarts == 1
+
+
+def test_a_zygote_killed_from_outside_is_replaced_and_no_answer_changes(box):
+    b = box("remember")
+    _, child, first = b.call("a", timeout_s=30)[1]
+    os.kill(first, signal.SIGKILL)
+    b._zygote.proc.wait(10)
+    assert b.call("b", timeout_s=30)[1][0] == ["a", "b"]  # the child outlives its zygote
+    os.kill(child, signal.SIGKILL)  # its end cannot be read from the dead zygote: a kill, not an answer
+    seen, _, parent = b.call("c", timeout_s=30)[1]
+    assert seen == ["c"] and parent != first and parent == b._zygote.proc.pid and b._zygote.alive()
