@@ -64,8 +64,9 @@ def _send(f, obj) -> None:
 
 
 #: The zygote's control messages: a request (``F``: fork a child onto the two descriptors sent with it; ``W``:
-#: the exit status of child ``pid``, waiting for it if the flag is set) and its reply (pid, exit status or errno).
-REQUEST = struct.Struct("<ccq")
+#: the exit status of child ``pid`` if it has ended, without waiting) and its reply (pid or 0, exit status or
+#: errno).
+REQUEST = struct.Struct("<cq")
 REPLY = struct.Struct("<qq")
 
 
@@ -80,7 +81,7 @@ class _Forked:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self._zygote.status(self.pid, wait=False)
+            self.returncode = self._zygote.status(self.pid)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -113,7 +114,7 @@ class _Zygote:
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         try:
-            socket.send_fds(self.sock, [REQUEST.pack(b"F", b"\0", 0)], [child_in, child_out])
+            socket.send_fds(self.sock, [REQUEST.pack(b"F", 0)], [child_in, child_out])
             reply = self.sock.recv(REPLY.size)
         except OSError:
             os.close(to_child)
@@ -133,11 +134,11 @@ class _Zygote:
             raise OSError(err, f"the sandbox's zygote could not fork: {os.strerror(err)}")
         return _Forked(self, pid, os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb"))
 
-    def status(self, pid: int, wait: bool) -> int | None:
+    def status(self, pid: int) -> int | None:
         """Child ``pid``'s exit status (negative: the signal), None while it runs. A child whose zygote is gone
         cannot be read: killed from outside (``OUTSIDE``) once it has ended."""
         try:
-            self.sock.send(REQUEST.pack(b"W", b"\1" if wait else b"\0", pid))
+            self.sock.send(REQUEST.pack(b"W", pid))
             reply = self.sock.recv(REPLY.size)
         except OSError:
             reply = b""
@@ -146,7 +147,7 @@ class _Zygote:
             return code if done else None
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone (a PermissionError: its pid is someone else's now)
             return OUTSIDE
         return None
 
@@ -298,7 +299,7 @@ def _serve() -> None:
             msg, fds, _, _ = socket.recv_fds(sock, REQUEST.size, 2)
             if len(msg) != REQUEST.size:
                 return  # the parent is gone
-            op, flag, pid = REQUEST.unpack(msg)
+            op, pid = REQUEST.unpack(msg)
             if op == b"F":
                 child_in, child_out = fds
                 try:
@@ -324,7 +325,7 @@ def _serve() -> None:
                 sock.send(REPLY.pack(pid, 0))
             else:
                 try:
-                    done, status = os.waitpid(pid, 0 if flag == b"\1" else os.WNOHANG)
+                    done, status = os.waitpid(pid, os.WNOHANG)
                     code = os.waitstatus_to_exitcode(status) if done else 0
                 except ChildProcessError:  # not a child of ours (already reaped): nothing to tell
                     done, code = pid, OUTSIDE
