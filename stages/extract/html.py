@@ -51,7 +51,8 @@ class Extract(Stage):
     #: trafilatura's favor_precision: keep less of the page, only what is clearly main text (datatrove's default:
     #: True; off here, as when this stage's extraction and math figures were measured).
     favor_precision: bool = False
-    #: trafilatura's deduplicate: drop text segments repeated within the page (datatrove's default: True).
+    #: trafilatura's deduplicate: drop text segments repeated within the page (datatrove's default: True; trafilatura
+    #: alone counts them across every page a process extracted, here the count starts afresh with each page).
     deduplicate: bool = False
     #: Seconds one page may take before it is rejected as ``extract_timeout`` and the worker replaced.
     timeout_s: float = Field(30.0, gt=0)

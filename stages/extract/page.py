@@ -105,6 +105,10 @@ def extract_page(html: str, url: str | None) -> dict[str, Any]:
     import trafilatura
 
     in_page = count_formulas(visible_text(tree)) if opts["math_fallback"] and (hint or TEX_HINT.search(html)) else 0
+    if opts.get("deduplicate"):  # trafilatura counts repeated segments in a module-level LRU kept from page to page:
+        from trafilatura.deduplication import LRU_TEST  # a page's text must not depend on the pages before it
+
+        LRU_TEST.clear()
     text = trafilatura.extract(tree, url=url, output_format=opts["output_format"], include_tables=True,
                                include_comments=opts["include_comments"], favor_precision=opts.get("favor_precision",
                                                                                                     False),

@@ -110,6 +110,23 @@ def test_code_blocks_keep_their_line_breaks():
 
 
 @pytest.mark.fast
+def test_deduplicate_counts_within_the_page_only():
+    """trafilatura's ``deduplicate`` counts repeated text segments in a module-level LRU that outlives the page: a
+    paragraph seen in earlier pages was dropped from a later page that has it once. The count restarts per page."""
+    setup_worker({**OPTIONS, "deduplicate": True})
+    shared = "A paragraph that several pages of one site share, long enough for trafilatura's duplicate test. " * 2
+    own = "This page's own sentences, which no other page has, and which stay whatever came before them. " * 3
+    page = f"<html><body><article><p>{own}</p><p>{shared}</p></article></body></html>"
+    other = f"<html><body><article><p>{'Another page, other words entirely, about something else. ' * 3}</p>" \
+            f"<p>{shared}</p></article></body></html>"
+    alone = extract_page(page, None)["text"]
+    assert shared.strip() in alone
+    for _ in range(4):  # without the restart, four earlier copies of the paragraph drop it from the page
+        extract_page(other, None)
+    assert extract_page(page, None)["text"] == alone
+
+
+@pytest.mark.fast
 def test_a_page_that_hangs_the_extractor_is_rejected_and_the_stage_goes_on():
     """A pathological page (60,000 unclosed inline tags: seconds of work) hits the time limit: that page is
     ``extract_timeout``, the worker process is replaced, the next page is extracted."""
