@@ -116,22 +116,18 @@ class _Zygote:
         try:
             socket.send_fds(self.sock, [REQUEST.pack(b"F", 0)], [child_in, child_out])
             reply = self.sock.recv(REPLY.size)
-        except OSError:
+            if len(reply) != REPLY.size:
+                raise EOFError("the sandbox's zygote is gone")
+            pid, err = REPLY.unpack(reply)
+            if pid <= 0:
+                raise OSError(err, f"the sandbox's zygote could not fork: {os.strerror(err)}")
+        except BaseException:  # no child: our ends too
             os.close(to_child)
             os.close(from_child)
             raise
-        finally:
+        finally:  # the child's ends are the child's (the zygote passed them on)
             os.close(child_in)
             os.close(child_out)
-        if len(reply) != REPLY.size:
-            os.close(to_child)
-            os.close(from_child)
-            raise EOFError("the sandbox's zygote is gone")
-        pid, err = REPLY.unpack(reply)
-        if pid <= 0:
-            os.close(to_child)
-            os.close(from_child)
-            raise OSError(err, f"the sandbox's zygote could not fork: {os.strerror(err)}")
         return _Forked(self, pid, os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb"))
 
     def status(self, pid: int) -> int | None:

@@ -114,7 +114,6 @@ def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, fair_grader, ray
               for r in pq.read_table(f).to_pylist()]
     tiers = {"low": lambda x: x < 3, "mid": lambda x: 3 <= x < 8, "high": lambda x: x >= 8}
     by_score = {t: {r["id"] for r in scored if f(r["llm_score"])} for t, f in tiers.items()}
-    print("graded", len(scored), "per tier", {t: len(v) for t, v in by_score.items()})
     assert len(scored) >= 40  # the odds above
     assert all(by_score.values()), f"every tier got documents: { {t: len(v) for t, v in by_score.items()} }"
     assert st["llm_score"]["reasons"] == {"low_llm_score": len(by_score["low"])}  # < 3: dropped
