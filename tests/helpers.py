@@ -230,6 +230,8 @@ def _engine_killer():
                 seen = len(list(marks.glob("kill-*")))
                 if seen < self.kill_times:
                     (marks / f"kill-{seen}").write_text(str(os.getpid()))
+                    if not self._loop.pids:  # else the kill below would silently kill nothing
+                        raise RuntimeError("no engine process to kill: set engine_process: separate")
 
                     def kill_engine_core():  # as soon as this shard's requests are in the engine
                         engine = self._llm.llm_engine

@@ -196,6 +196,7 @@ def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_s
     assert {r["blob_id"]: r["reason"] for r in rej}.get("long") == "prompt_too_long"
     assert stats["scor"]["in"] == stats["sgcr"]["kept"] > 0 and stats["scor"]["kept"] == stats["scor"]["in"]
     assert stats["sgcr"]["counters"]["output_tokens"] > 0
+    assert "engine_process=inline" in stats["sgcr"]["info"]["engine"]  # a Ray actor on the CPU build: "auto"
     final = pq.read_table(next((tmp_path / "run" / "dataset" / "data").glob("*.parquet"))).to_pylist()
     assert all(r["text"] == 'def main() -> None:\n    print("done")\n' for r in final)
     r = final[0]

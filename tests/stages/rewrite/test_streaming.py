@@ -67,9 +67,10 @@ def test_shards_in_flight_share_one_engine_and_change_nothing(stage):
 @pytest.mark.vllm
 def test_streaming_pipeline_equals_one_shard_at_a_time(tmp_path, corpus_rows, tiny_model, ray_session, stage):
     """Many small shards through the Ray executor, 4 in flight on one engine: each row's generation is the one it gets
-    alone on another engine (the in-process stage above, one row at a time)."""
+    alone on another engine (the in-process stage above, one row at a time). The Ray worker runs its engine inline
+    (engine_process "auto" on the CPU build), the stage above in vLLM's own processes: the same generations."""
     from pipeline.config import load_config
-    from pipeline.ledger import verify
+    from pipeline.ledger import collect_stats, verify
     from pipeline.runner import run_pipeline
 
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:24]
@@ -83,6 +84,8 @@ def test_streaming_pipeline_equals_one_shard_at_a_time(tmp_path, corpus_rows, ti
     assert verify(tmp_path / "run") == []
     got = outputs(tmp_path / "run", "01-sgcr")
     assert len(got) == 24 and len({shard for shard, _, _ in got.values()}) >= 8  # many shards, 4 in flight
+    assert "engine_process=inline" in collect_stats(tmp_path / "run")["stages"][1]["info"]["engine"]
+    assert "engine_process=separate" in stage.shard_info()["engine"]
     ingest = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "00-ingest" / "kept")
                                .glob("*.parquet")])
     for row in ingest.to_pylist():
@@ -107,7 +110,8 @@ def test_engine_killed_mid_shard_is_replaced_and_the_shard_retried(tmp_path, cor
                            "model": str(tiny_model), "concurrency": 1, "max_tokens": 150,
                            "guided_regex": FREE, "kill_shard": "00001", "kill_times": kill_times,
                            "state_dir": str(tmp_path / f"{name}-kills"), "max_retries": max_retries,
-                           "shards_in_flight": in_flight, **CPU_ENGINE}],
+                           "shards_in_flight": in_flight, **CPU_ENGINE,
+                           "engine_process": "separate"}],  # what is killed is vLLM's engine-core process
                "export": {"enabled": False}}
         out = tmp_path / name
         run_pipeline(load_config(None, raw=raw), out, progress=False)
