@@ -6,8 +6,8 @@ deduplicate, no comments, 1 s per page before a page is given up; our prose fall
 language with the same fastText lid.176 (English ≥ 0.65) and apply Gopher quality, Gopher repetition, C4 and
 FineWeb at datatrove 0.10.1's defaults, with ``--workers`` processes:
 
-ours:      ``swallow run`` of the config written below (warc → extract with math off → language_id → the four
-           rule stages), an embedded Ray
+ours:      ``swallow run`` of the config written below (warc → extract with math off, or on with ``--math`` →
+           language_id → the four rule stages), an embedded Ray
 datatrove: ``LocalPipelineExecutor`` (WarcReader → Trafilatura → LanguageFilter → the four filters → JsonlWriter),
            ``tasks`` = the number of files
 
@@ -20,7 +20,7 @@ with a writer after the extractor and an exclusion writer on every filter, and p
 sides on the documents whose extracted texts are identical.
 
     pip install faust-cchardet python-magic fasteners orjson   # what datatrove's reader, LID and writer need
-    python benchmarks/bench_web_peer.py [--rounds 2] [--copies 4] [--workers 2]
+    python benchmarks/bench_web_peer.py [--rounds 2] [--copies 4] [--workers 2] [--math]
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ def make_input(dest: Path, copies: int) -> Path:
     return dest
 
 
-def our_config(src: Path, path: Path, workers: int) -> Path:
+def our_config(src: Path, path: Path, workers: int, math: bool = False) -> Path:
     import yaml
 
-    # trafilatura called as datatrove's Trafilatura() calls it: favor_precision, deduplicate, no comments, 1 s a page
-    stages = [{"type": "extract", "math": False, "math_fallback": False, "include_comments": False,
+    # trafilatura called as datatrove's Trafilatura() calls it: favor_precision, deduplicate, no comments, 1 s a page;
+    # --math: formulas kept (the LaTeX pre-pass and the whole-article fallback, our defaults), which datatrove lacks
+    stages = [{"type": "extract", "math": math, "math_fallback": math, "include_comments": False,
                "favor_precision": True, "deduplicate": True, "timeout_s": 1},
               {"type": "language_id", "model": str(LID), "languages": ["en"], "min_score": 0.65, "max_chars": 0,
                "mask_math": False},
@@ -240,6 +241,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--math", action="store_true", help="ours keeps formulas (math: true, math_fallback: true)")
     a = ap.parse_args()
     import importlib.util
 
@@ -251,7 +253,7 @@ def main() -> None:
     src = make_input(tmp / "input", a.copies)
     env_dt = datatrove_home(tmp / "hf")
     swallow, env_ours = ours_command()
-    config = our_config(src, tmp / "web.yaml", a.workers)
+    config = our_config(src, tmp / "web.yaml", a.workers, a.math)
     results: dict[str, list[dict]] = {"ours": [], "datatrove": []}
     for r in range(a.rounds):
         order = ["ours", "datatrove"] if r % 2 == 0 else ["datatrove", "ours"]
@@ -272,7 +274,8 @@ def main() -> None:
                   f"{m['pss'] / 2**30:.2f} GiB  kept {len(m['kept'])}  rc {m['rc']}", flush=True)
             if m["rc"]:
                 print(m["err"])
-    print(f"\n{a.copies} files x 7 WARCs, {a.workers} workers, {a.rounds} rounds, {os.cpu_count()} cores")
+    print(f"\n{a.copies} files x 7 WARCs, {a.workers} workers, {a.rounds} rounds, {os.cpu_count()} cores, ours with "
+          f"math {'on' if a.math else 'off'}")
     print("| side | wall min / median s | CPU median s | peak PSS GiB | kept |")
     print("|---|---:|---:|---:|---:|")
     for side, ms in results.items():

@@ -21,6 +21,8 @@
 #   bash benchmarks/rewrite_gpu_calls.sh small-run NAME 'JSON' [ARGS]     # 135M, real files, as above
 #   bash benchmarks/rewrite_gpu_calls.sh large-run NAME 'JSON' IN OUT     # 8B shapes, IN/OUT tokens per request
 #   bash benchmarks/rewrite_gpu_calls.sh table NAME NAME ...              # compare; every result packed to $OUT
+#   bash benchmarks/rewrite_gpu_calls.sh one NAME MODE SETTINGS [ARGS]    # 135M, real files, raw|stage|datatrove
+#                                                      #       (sixth call on: stage and datatrove alternated)
 #
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
@@ -109,6 +111,12 @@ small-e)
     "$RES"/small_fp32_ngram.json "$RES"/small_fp32_batch512.json
   pack small-e
   ;;
+one)  # one run of the 135M on the real files, any mode; its results packed at once (a later run may not fit)
+  shift; name=$1; mode=$2; settings=$3; shift 3
+  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  PATH=/root/bin:$PATH run "$name" $SMALL --mode "$mode" --settings "$settings" "$@"
+  pack results
+  ;;
 small-run)
   shift; name=$1; settings=$2; shift 2
   run "$name" $SMALL --mode raw --settings "$settings" "$@"
@@ -122,5 +130,5 @@ table)
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json $(for n in "$@"; do echo "$RES/$n.json"; done)
   tar czf "$OUT/results.tgz" -C "$RES" .
   ;;
-*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|small-run|large-run|table" >&2; exit 2 ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|one|small-run|large-run|table" >&2; exit 2 ;;
 esac
