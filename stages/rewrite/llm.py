@@ -137,7 +137,7 @@ class LlmStage(Stage):
     #: Where vLLM's engine runs. "separate": vLLM's default, an engine-core process (on the CPU build also a
     #: worker process), each importing vLLM and torch again. "inline": in the stage's worker process. "auto":
     #: inline on the CPU build inside a Ray actor, whose process is the stage's own (the test model's engine starts
-    #: in 2.7 s instead of 31.6 s on a 2-core machine, and two interpreters of ~0.5 GB are not started), separate
+    #: in 2.7 s instead of 31.6 s on a 2-core machine: two more interpreters are not started), separate
     #: otherwise: on a GPU the engine-core process overlaps scheduling with the model's steps, and an engine inline
     #: in the driver would pin the driver's threads to cores and freeze its garbage collector (vLLM does both).
     engine_process: Literal["auto", "separate", "inline"] = "auto"

@@ -6,6 +6,8 @@ rewrite, code that does not compile, no code block, a repetition; truncation and
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -125,6 +127,30 @@ def test_each_rejection_reason(sgcr):
     v = run(sgcr, ["x = 1\n", long_text], guided_regex=VALID, max_tokens=200)
     assert v.reasons == [None, "prompt_too_long"] and "max_model_len" in v.details[1]
     assert v.columns["text"][1] == long_text  # a rejected row keeps its input
+
+
+@pytest.mark.vllm
+def test_an_inline_engine_that_cannot_start_names_the_setting(tiny_model, monkeypatch):
+    """engine_process: inline whose engine fails to start (vLLM 0.32 fails so where llvmlite was imported first) is
+    one SetupError naming the stage and the way out; vLLM was asked for its in-process engine."""
+    import vllm
+
+    from pipeline.errors import SetupError
+    from stages.rewrite.stage import Rewrite
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # restored after the test: setup() sets it
+    asked = {}
+
+    def broken(**kwargs):
+        asked.update(kwargs, multiprocessing=os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"])
+        raise AttributeError("'_lib_fn_wrapper' object has no attribute 'get'")
+
+    monkeypatch.setattr(vllm, "LLM", broken)
+    stage = Rewrite(name="sgcr", prompt="code_sgcr", model=str(tiny_model), engine_process="inline", **CPU_ENGINE)
+    with pytest.raises(SetupError, match=r"stage 'sgcr': vLLM's engine did not start inside .*_lib_fn_wrapper.*"
+                                         r"set engine_process: separate"):
+        stage.setup()
+    assert asked["multiprocessing"] == "0" and asked["distributed_executor_backend"] == "uni"
 
 
 @pytest.mark.vllm
