@@ -46,6 +46,10 @@ run() {  # name, then the command; its log and JSON land in $RES
 
 pack() { tar czf "$OUT/$1.tgz" -C "$RES" . ; }
 
+vllm_cli() {  # datatrove's runner starts `vllm serve`: the payload has no console scripts, so one in /root/bin
+  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+}
+
 case "${1:-}" in
 model)
   cat /root/stash/gguf/part-* > /root/smollm2.gguf
@@ -69,7 +73,7 @@ small-b)
   ;;
 small-c)
   run small_stage $SMALL --mode stage --settings chosen
-  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  vllm_cli
   PATH=/root/bin:$PATH run small_datatrove_chosen $SMALL --mode datatrove --settings chosen
   run small_raw_defaults_warm $SMALL --mode raw --settings defaults
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults_warm.json \
@@ -98,7 +102,7 @@ small-d)
   pack small-d
   ;;
 small-e)
-  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  vllm_cli
   PATH=/root/bin:$PATH run small_datatrove_chosen $SMALL --mode datatrove --settings chosen
   run small_raw_defaults_warm $SMALL --mode raw --settings defaults
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json "$RES"/small_raw_defaults_warm.json \
@@ -113,7 +117,7 @@ small-e)
   ;;
 one)  # one run of the 135M on the real files, any mode; its results packed at once (a later run may not fit)
   shift; name=$1; mode=$2; settings=$3; shift 3
-  command -v vllm >/dev/null || { mkdir -p /root/bin; printf '#!/bin/sh\nexec python3 -m vllm.entrypoints.cli.main "$@"\n' > /root/bin/vllm; chmod +x /root/bin/vllm; }
+  vllm_cli
   PATH=/root/bin:$PATH run "$name" $SMALL --mode "$mode" --settings "$settings" "$@"
   pack results
   ;;
