@@ -63,7 +63,9 @@ def _svg(fig, tight: bool = True) -> str:
 
 def _plt():
     plt = pyplot()
-    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
+    # svg.hashsalt: the SVG's element ids are hashes salted with a random value per process unless it is set, so
+    # two reports of the same run differed in every id
+    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none", "svg.hashsalt": "swallow-report"})
     return plt
 
 
@@ -97,31 +99,39 @@ def funnel_svg(stages: list[dict]) -> str:
     return _svg(fig)
 
 
+def _numeric(field: pa.Field) -> bool:
+    return pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+
+
 def histograms(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
     """SVG histograms of the numeric columns this stage added (kept and rejected rows), and the stage's columns."""
     plt = _plt()
     shards = sd.done_shards()
     rng = random.Random(0)
     rng.shuffle(shards)
-    parts, n = [], 0
+    parts, n, cols = [], 0, set()
     for shard in shards:
-        try:  # only files that are what the shard wrote
-            tables = [pq.read_table(sd.verified(part, shard)) for part in (KEPT, REJECTED)]
+        try:  # only files that are what the shard wrote; of them only the new numeric columns, not the text
+            tables, names = [], set()
+            for part in (KEPT, REJECTED):
+                with pq.ParquetFile(sd.verified(part, shard)) as pf:
+                    schema = pf.schema_arrow
+                    names |= set(schema.names)
+                    tables.append(pf.read(columns=[f.name for f in schema if f.name not in prev_cols and _numeric(f)]))
         except (TamperedError, OSError, KeyError):
             continue
         parts += tables
-        n += sum(len(t) for t in tables)
+        cols |= names
+        n += sum(t.num_rows for t in tables)
         if n >= SAMPLE_ROWS:
             break
-    if not parts:
+    if not cols:
         return [], prev_cols
-    cols = set().union(*(set(t.column_names) for t in parts))
     series = []
     for name in sorted(cols - prev_cols):
         values = []
         for t in parts:
-            if name in t.column_names and (pa.types.is_integer(t.schema.field(name).type)
-                                           or pa.types.is_floating(t.schema.field(name).type)):
+            if name in t.column_names:
                 values += [v for v in t.column(name).to_pylist() if v is not None]
         if len(values) >= 2 and len(set(values)) >= 2:
             series.append((name, values))

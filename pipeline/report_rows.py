@@ -22,13 +22,15 @@ EXCERPT_CHARS = 600    # of a rejected row's text and of a model's answer in the
 MAX_SHARDS = 64        # shards read per stage for samples: enough for a few rows of every reason seen
 
 
-def _rows(sd: StageDir, part: str, columns: list[str]):
-    """Tables of verified shard files of one part (kept / rejected), with the wanted columns that exist."""
+def _rows(sd: StageDir, part: str, columns: list[str], need: str):
+    """Tables of verified shard files of one part (kept / rejected) that have the column ``need``, with the wanted
+    columns that exist (a file without it is not read: most stages rewrite nothing)."""
     for shard in sd.done_shards()[:MAX_SHARDS]:
         try:
             path = sd.verified(part, shard)
             names = pq.read_schema(path).names
-            yield pq.read_table(path, columns=[c for c in columns if c in names])
+            if need in names:
+                yield pq.read_table(path, columns=[c for c in columns if c in names])
         except (TamperedError, OSError, KeyError):
             continue
 
@@ -59,16 +61,14 @@ def rewrite_samples(sd: StageDir, k: int = 4) -> list[str]:
     (input | the model's answer, one per reason first), so a prompt that fails can be seen failing."""
     col, gen = f"text_before_{sd.name}", f"{sd.name}_generation"
     rows: list[dict] = []
-    for t in _rows(sd, KEPT, ["id", col, "text", gen]):
-        if col in t.column_names:  # a shard with no kept row keeps its input schema
-            rows += t.slice(0, k - len(rows)).to_pylist()
+    for t in _rows(sd, KEPT, ["id", col, "text", gen], need=col):  # (a shard with no kept row: no such column)
+        rows += t.slice(0, k - len(rows)).to_pylist()
         if len(rows) >= k:
             break
     rejected: list[dict] = []
     if len(rows) < k:
-        for t in _rows(sd, REJECTED, ["id", col, "reason", gen]):
-            if gen in t.column_names:
-                rejected += [r for r in t.to_pylist() if r.get(gen)]
+        for t in _rows(sd, REJECTED, ["id", col, "reason", gen], need=gen):
+            rejected += [r for r in t.to_pylist() if r.get(gen)]
             if len(rejected) >= 8 * k:
                 break
         seen: set[str] = set()
@@ -99,7 +99,7 @@ def reason_examples(sd: StageDir, k: int = 3, reasons: set[str] | None = None) -
     gen = f"{sd.name}_generation"
     found: dict[str, list[dict]] = defaultdict(list)
     for shard in sd.done_shards()[:MAX_SHARDS]:
-        if reasons is not None and all(len(found[r]) >= k for r in reasons):
+        if reasons is not None and all(len(found.get(r, ())) >= k for r in reasons):
             break
         try:
             path = sd.verified(REJECTED, shard)

@@ -1,16 +1,18 @@
 """The report of a real small run with a rewrite stage on the tiny model: its content (every stage, every reason,
 histograms, before/after, the corpus escaped) and the page in headless Chromium (no failed request, no console
-error)."""
+error); and that a report is a function of its run (the same bytes from any process)."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from tests.browser import chromium_missing, open_page
-from tests.conftest import CPU_ENGINE, write_sample
+from tests.conftest import CPU_ENGINE, ROOT, write_sample
 
 PLANTED = "banner = \"<script>alert('planted')</script>\"\n"
 ANSWER = r"(### Score\nScore: [5-8]/10\n### Improved code\n```python\ndef (solve|main)\(data\):\n    return data \+ [1-9]\n```\n|I will not rewrite this\.)"
@@ -143,3 +145,32 @@ def test_before_and_after_use_the_width_in_chromium(report_run, tmp_path):
 
     removed, added = coloured_share((254, 226, 226)), coloured_share((220, 252, 231))  # td.del, td.add
     assert removed >= 0.4 and added >= 0.4, (removed, added)
+
+
+@pytest.mark.fast
+def test_the_report_is_a_function_of_the_run(tmp_path):
+    """Drawn by processes with other string hash seeds, the report is the same bytes: the rejected examples follow
+    the rows, not the order of a set of reasons (seen: a stage's reasons listed in another order each time), and
+    the SVG ids are salted with a constant (matplotlib salts them with a random value per process)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    texts = ["x = 1\n", "def f(:\n", "if x:\n  a = 1\n   b = 2\n", "if x:\n\tif y:\n        pass\n", "y = (\n",
+             "  z = 3\n", "if x:\n        a\n\tb\n"]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"content": texts, "path": [f"{i}.py" for i in range(len(texts))],
+                             "repo": ["r"] * len(texts), "license": ["mit"] * len(texts),
+                             "blob_id": [str(i) for i in range(len(texts))]}), src)
+    raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]}, "stages": [{"type": "syntax_filter"}],
+           "export": {"enabled": False}}
+    summary = run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline")
+    assert len(summary["stages"][1]["reasons"]) >= 3, summary["stages"][1]["reasons"]
+    written = (tmp_path / "run" / "report.html").read_bytes()
+    for seed in ("1", "2", "3", "4"):
+        again = subprocess.run([sys.executable, "-c", "import sys; from pipeline.report import build; "
+                                "sys.stdout.buffer.write(build(sys.argv[1]).encode())", str(tmp_path / "run")],
+                               capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT, check=True)
+        assert again.stdout == written, seed
