@@ -33,6 +33,7 @@ Whatever the configuration sets itself is kept; the choice and its reasons go to
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,9 +174,16 @@ def request_tokens(prompt_tokens: list[int], max_tokens: int, max_model_len: int
 
 def gpu_memory_bytes() -> int | None:
     """Total memory of the first GPU this process may use, or None without one. Read through NVML (vLLM's own
-    dependency), not torch: initialising CUDA here would force vLLM to spawn its engine process instead of forking."""
+    dependency), not torch: initialising CUDA here would force vLLM to spawn its engine process instead of forking.
+    Asked once per process and visible-device list (an engine's start asked three times: its sizing, the engine
+    process and the settings)."""
     import os
 
+    return _gpu_memory_bytes((os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _gpu_memory_bytes(first: str) -> int | None:
     try:
         try:
             import pynvml
@@ -183,7 +191,6 @@ def gpu_memory_bytes() -> int | None:
             from vllm.third_party import pynvml
         pynvml.nvmlInit()
         try:
-            first = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
             handle = (pynvml.nvmlDeviceGetHandleByIndex(int(first)) if first.isdigit()
                       else pynvml.nvmlDeviceGetHandleByUUID(first))
             return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
