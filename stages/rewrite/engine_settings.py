@@ -175,7 +175,7 @@ def request_tokens(prompt_tokens: list[int], max_tokens: int, max_model_len: int
 def gpu_memory_bytes() -> int | None:
     """Total memory of the first GPU this process may use, or None without one. Read through NVML (vLLM's own
     dependency), not torch: initialising CUDA here would force vLLM to spawn its engine process instead of forking.
-    Asked once per process and visible-device list (an engine's start asked three times: its sizing, the engine
+    Asked once per process and first visible device (an engine's start asked three times: its sizing, the engine
     process and the settings)."""
     import os
 
