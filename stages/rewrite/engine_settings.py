@@ -12,14 +12,16 @@ on H100s agree on the direction):
   tok/s against 20,680-22,061 with vLLM's defaults (1,024 / 16,384, graphs to 512), 1.71-1.82x; 512 / 32,768
   (the rule before) 35,186; 2,048 / 131,072 with graphs to 2,048 37,974 (the same within a run's spread, 20 s
   more to start).
-* **n-gram speculation** (prompt lookup: a rewrite copies much of its input) is an option, not chosen: vLLM 0.26
-  runs speculative decoding without its asynchronous scheduler, which is what a tiny model's steps need most: at
-  the batch above it accepted 76 % of its drafts and ran at 0.745x of the same batch without it (28,068 tok/s;
-  the day before, 512 sequences, 67 % and 0.91x). datatrove's sweep (H100, vLLM 0.15, before asynchronous
-  scheduling) found it paid for this model, so ``speculation: ngram`` turns it on where a user measures
-  otherwise. It is lossless: with greedy decoding the CPU build gives identical tokens with and without it
-  (tests); on the GPU greedy outputs differ between *any* two runs (two runs of the same settings: 308 of 1,000
-  identical), so identity is not a test there.
+* **n-gram speculation** (prompt lookup: a rewrite copies much of its input) is an option, not chosen, for two
+  measured reasons. Its speed depends on the machine: vLLM 0.26 runs it without its asynchronous scheduler, which
+  is what a tiny model's steps need most; on an H200 at the batch above it accepted 76 % of its drafts and ran at
+  0.745x of the same batch without it (28,068 tok/s; the day before, 512 sequences, 67 % and 0.91x), on an H100
+  (2026-12-06) 1.08x (37,857 against 35,003 tok/s, 68 %). And it is not lossless in a GPU's bf16: with vLLM's
+  batch-invariant kernels two runs without it gave the same 1,000 greedy outputs, and the run with it changed 332
+  of them (its verification steps round differently); in float32 it changed 43-49, as many as a second run
+  without it did (42). With greedy decoding the CPU build gives identical tokens with and without it (tests).
+  datatrove's sweep (H100, vLLM 0.15, before asynchronous scheduling) found it paid for this model, so
+  ``speculation: ngram`` turns it on where a user measures otherwise and accepts the changed outputs.
 * **Larger models** are bound by the GPU's arithmetic at a large batch; the batch is bounded by what the KV cache
   holds for requests as long as the work's: the first shard's mean prompt plus ``max_tokens`` (at most
   ``max_model_len``), between 256 and 1,024 sequences (graphs captured up to the batch above 512), with
@@ -134,8 +136,8 @@ def choose(shape: Shape | None, gpu_bytes: int | None, memory_fraction: float, t
             put(key, value, f"{key}={value}: a {billions:.2f} B model is bound by per-step overhead")
         graphs(put, ch.settings.get("max_num_seqs", 0))
         if speculation == "auto":
-            ch.why.append("speculation off: it runs without vLLM's asynchronous scheduler, 0.745x at a full batch "
-                          "(H200, vLLM 0.26)")
+            ch.why.append("speculation off: in bf16 it changes greedy outputs (332 of 1,000, H100) and its speed "
+                          "follows the machine (0.745x on an H200, 1.08x on an H100; vLLM 0.26)")
         return ch
     free = gpu_bytes * memory_fraction - shape.weight_bytes - 4 * 2**30  # activations, CUDA graphs: ~4 GiB
     fits = int(max(free, 0) // max(shape.kv_bytes_per_token * tokens_per_request, 1))

@@ -153,6 +153,49 @@ def test_an_inline_engine_that_cannot_start_names_the_setting(tiny_model, monkey
     assert asked["multiprocessing"] == "0" and asked["distributed_executor_backend"] == "uni"
 
 
+@pytest.mark.fast
+def test_batch_invariance_without_a_gpu_is_one_error_naming_the_key(monkeypatch):
+    """batch_invariant: true where no NVIDIA GPU is visible (the CPU build: vLLM's batch-invariant kernels would
+    replace torch's matrix products with Triton ones that cannot run there) stops the stage's set-up with one line
+    naming the stage, the key and the way out, before vLLM is imported and without touching the environment."""
+    from pipeline.errors import SetupError
+    from stages.rewrite import engine_settings as es
+    from stages.rewrite.stage import Rewrite
+
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    monkeypatch.setattr(es, "gpu_memory_bytes", lambda: None)
+    stage = Rewrite(name="sgcr", prompt="code_sgcr", model="nowhere", batch_invariant=True)
+    with pytest.raises(SetupError, match=r"^stage 'sgcr': batch_invariant: true needs an NVIDIA GPU .* remove the "
+                                         r"key to run here$"):
+        stage.setup()
+    assert "VLLM_BATCH_INVARIANT" not in os.environ
+
+
+@pytest.mark.vllm
+def test_batch_invariance_reaches_the_engine_on_a_gpu(tmp_path, monkeypatch):
+    """With a GPU (its memory as NVML reports it, made to hold on the CPU build) batch_invariant: true sets
+    VLLM_BATCH_INVARIANT=1 before vLLM builds the engine, which reads it then (and its engine-core process inherits
+    it); left off, the stage does not set it."""
+    import vllm
+
+    from stages.rewrite import engine_settings as es
+    from stages.rewrite.stage import Rewrite
+
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)  # restored after the test: the stage sets it
+    monkeypatch.setattr(es, "gpu_memory_bytes", lambda: 80 * 2**30)
+    seen = []
+
+    def engine(**kwargs):
+        seen.append(os.environ.get("VLLM_BATCH_INVARIANT"))
+        raise RuntimeError("no engine in this test")
+
+    monkeypatch.setattr(vllm, "LLM", engine)
+    for invariant in (False, True):
+        with pytest.raises(RuntimeError, match="no engine in this test"):
+            Rewrite(prompt="code_sgcr", model=str(tmp_path), batch_invariant=invariant).setup()
+    assert seen == [None, "1"]
+
+
 @pytest.mark.vllm
 def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_its_prompts(tiny_model, monkeypatch):
     """The rule's conditions (>= 1 B parameters, a GPU) made to hold for the tiny model on the CPU build: setup()
