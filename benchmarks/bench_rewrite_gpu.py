@@ -232,6 +232,8 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
              "sampling_args": {k: v for k, v in s.items() if k not in ("temperature", "max_tokens")}}
     if a.settings not in ("chosen", "defaults"):
         stage.update(json.loads(a.settings))
+    if a.batch_invariant:
+        stage["batch_invariant"] = True
     if a.cpu:
         stage["env"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
     raw = {"kind": "code", "source": {"type": "records", "paths": [str(work / "in.parquet")], "shard_bytes": 1},
@@ -349,6 +351,9 @@ def main() -> None:
     ap.add_argument("--settings", default="defaults", help="'defaults', 'chosen' or a JSON of vllm.LLM arguments")
     ap.add_argument("--speculation", default="auto", choices=["auto", "off", "ngram"],
                     help="with --settings chosen: the stage's speculation option")
+    ap.add_argument("--batch-invariant", action="store_true",
+                    help="vLLM's batch-invariant kernels: VLLM_BATCH_INVARIANT=1 for raw and datatrove, the stage's "
+                         "own option (batch_invariant: true) for stage")
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--in-flight", type=int, default=4, help="the stage's shards_in_flight")
     ap.add_argument("--gpus", type=int, default=1)
@@ -361,6 +366,8 @@ def main() -> None:
         return
     if a.cpu:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if a.batch_invariant and a.mode != "stage":  # read when the engine (or datatrove's server) starts
+        os.environ["VLLM_BATCH_INVARIANT"] = "1"
     from transformers import AutoTokenizer
 
     model_dir = Path(a.model) if a.model else make_model_dir(a.tokenizer, Path(tempfile.gettempdir()) / "llama8b")

@@ -24,6 +24,17 @@
 #   bash benchmarks/rewrite_gpu_calls.sh one NAME MODE SETTINGS [ARGS]    # 135M, real files, raw|stage|datatrove
 #                                                      #       (sixth call on: stage and datatrove alternated)
 #
+# The eleventh session's calls (docs/benchmarks.md, "Batch-invariant kernels, speculation counted"), one after the
+# other on a warm machine after `model`, each ARGS of `one` (ARGS: --dtype float32, --speculation ngram,
+# --batch-invariant):
+#   fp32_a raw chosen --dtype float32 | fp32_b (the same) | fp32_ngram raw chosen --speculation ngram --dtype float32
+#   bi_a raw chosen --batch-invariant | bi_ngram raw chosen --speculation ngram --batch-invariant | bi_b (= bi_a)
+#   bf_chosen raw chosen | bf_ngram raw chosen --speculation ngram
+#   bi_256 raw '{"max_num_seqs": 256, "max_num_batched_tokens": 16384, "compilation_config":
+#               {"max_cudagraph_capture_size": 256}}' --batch-invariant
+#   bi_stage stage chosen --batch-invariant | bf_stage stage chosen | bf_datatrove datatrove chosen
+#   then `table` with the reference first (e.g. table bi_a bi_b bi_ngram bi_256 bi_stage)
+#
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
 cd "$(dirname "$0")/.."
