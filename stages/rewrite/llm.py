@@ -184,6 +184,7 @@ class LlmStage(Stage):
     _resolved: dict = PrivateAttr(default_factory=dict)
     _start_lock: Any = PrivateAttr(None)
     _deferred: bool = PrivateAttr(False)
+    _env_before: Any = PrivateAttr(None)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
@@ -303,6 +304,8 @@ class LlmStage(Stage):
         if es.gpu_memory_bytes() is None:
             raise SetupError(f"stage {self.name!r}: batch_invariant: true needs an NVIDIA GPU (vLLM's "
                              f"batch-invariant kernels), and this worker has none; remove the key to run here")
+        if self._env_before is None:  # what teardown() puts back (the inline executor runs later stages here)
+            self._env_before = (os.environ.get("VLLM_BATCH_INVARIANT"),)
         os.environ["VLLM_BATCH_INVARIANT"] = "1"
 
     def engine_inline(self) -> bool:
@@ -344,6 +347,12 @@ class LlmStage(Stage):
         return self.shards_in_flight
 
     def teardown(self) -> None:
+        if self._env_before is not None:
+            (before,), self._env_before = self._env_before, None
+            if before is None:
+                os.environ.pop("VLLM_BATCH_INVARIANT", None)
+            else:
+                os.environ["VLLM_BATCH_INVARIANT"] = before
         if self._loop is not None:
             self._loop.close()
             self._loop = None

@@ -162,26 +162,28 @@ def test_batch_invariance_without_a_gpu_is_one_error_naming_the_key(monkeypatch)
     from stages.rewrite import engine_settings as es
     from stages.rewrite.stage import Rewrite
 
-    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    # setenv, not delenv: pytest's delenv of an unset variable records nothing to undo, and a variable the stage set
+    # then outlived the test (the next engines of the test process ran vLLM's batch-invariant Triton kernels)
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0")
     monkeypatch.setattr(es, "gpu_memory_bytes", lambda: None)
     stage = Rewrite(name="sgcr", prompt="code_sgcr", model="nowhere", batch_invariant=True)
     with pytest.raises(SetupError, match=r"^stage 'sgcr': batch_invariant: true needs an NVIDIA GPU .* remove the "
                                          r"key to run here$"):
         stage.setup()
-    assert "VLLM_BATCH_INVARIANT" not in os.environ
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "0"
 
 
 @pytest.mark.vllm
 def test_batch_invariance_reaches_the_engine_on_a_gpu(tmp_path, monkeypatch):
     """With a GPU (its memory as NVML reports it, made to hold on the CPU build) batch_invariant: true sets
     VLLM_BATCH_INVARIANT=1 before vLLM builds the engine, which reads it then (and its engine-core process inherits
-    it); left off, the stage does not set it."""
+    it); left off, the stage leaves the variable as it was, and teardown() puts it back as it found it."""
     import vllm
 
     from stages.rewrite import engine_settings as es
     from stages.rewrite.stage import Rewrite
 
-    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)  # restored after the test: the stage sets it
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0")  # unset again after the test (the stage sets it: see above)
     monkeypatch.setattr(es, "gpu_memory_bytes", lambda: 80 * 2**30)
     seen = []
 
@@ -191,9 +193,12 @@ def test_batch_invariance_reaches_the_engine_on_a_gpu(tmp_path, monkeypatch):
 
     monkeypatch.setattr(vllm, "LLM", engine)
     for invariant in (False, True):
+        stage = Rewrite(prompt="code_sgcr", model=str(tmp_path), batch_invariant=invariant)
         with pytest.raises(RuntimeError, match="no engine in this test"):
-            Rewrite(prompt="code_sgcr", model=str(tmp_path), batch_invariant=invariant).setup()
-    assert seen == [None, "1"]
+            stage.setup()
+        stage.teardown()  # the stage's end
+        assert os.environ["VLLM_BATCH_INVARIANT"] == "0"  # as it was: the next stage of an inline run is not changed
+    assert seen == ["0", "1"]
 
 
 @pytest.mark.vllm
