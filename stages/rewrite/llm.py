@@ -143,7 +143,8 @@ class LlmStage(Stage):
     kv_cache_memory_bytes: int | None = None
     #: Other vllm.LLM keyword arguments.
     engine_args: dict[str, Any] = {}
-    #: Environment variables set in the worker before vLLM starts (e.g. VLLM_CPU_KVCACHE_SPACE).
+    #: Environment variables set in the worker before vLLM starts (e.g. VLLM_CPU_KVCACHE_SPACE); put back as they
+    #: were when the stage ends.
     env: dict[str, str] = {}
     #: Where vLLM's engine runs. "separate": vLLM's default, an engine-core process (on the CPU build also a
     #: worker process), each importing vLLM and torch again. "inline": in the stage's worker process. "auto":
@@ -206,7 +207,7 @@ class LlmStage(Stage):
 
     # -- heavy state -------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        os.environ.update(self.env)
+        self.set_worker_env()
         self._prompt = load_prompt(self.prompt)
         self._tok_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -235,7 +236,6 @@ class LlmStage(Stage):
     def start_engine(self, prompt_tokens: list[int] | None) -> None:
         """Start the vLLM engine, its settings chosen for the requests of ``prompt_tokens`` (a shard's prompt
         lengths; None: requests of max_model_len tokens)."""
-        self.batch_invariance()
         from vllm import LLM
 
         kwargs = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
@@ -293,20 +293,22 @@ class LlmStage(Stage):
         # an inline engine's failure is an exception of step() in the loop; a separate one is also watched
         self._loop = EngineLoop(self._llm.llm_engine, watch=[] if inline else sorted(_child_pids() - before))
 
-    def batch_invariance(self) -> None:
-        """Turn on vLLM's batch-invariant kernels for this worker's engine (``batch_invariant``), read by vLLM
-        when the engine is built; they exist for NVIDIA GPUs only (on the CPU build they would replace torch's
-        matrix products with Triton kernels that cannot run there)."""
-        if not self.batch_invariant:
-            return
-        from stages.rewrite import engine_settings as es
+    def set_worker_env(self) -> None:
+        """Set the environment this stage's engine reads when it is built: ``env``, and vLLM's batch-invariant
+        kernels for ``batch_invariant``, which exist for NVIDIA GPUs only (on the CPU build they would replace
+        torch's matrix products with Triton kernels that cannot run there). What was there before is kept for
+        ``teardown()`` to put back: the inline executor runs later stages in the same process."""
+        env = dict(self.env)
+        if self.batch_invariant:
+            from stages.rewrite import engine_settings as es
 
-        if es.gpu_memory_bytes() is None:
-            raise SetupError(f"stage {self.name!r}: batch_invariant: true needs an NVIDIA GPU (vLLM's "
-                             f"batch-invariant kernels), and this worker has none; remove the key to run here")
-        if self._env_before is None:  # what teardown() puts back (the inline executor runs later stages here)
-            self._env_before = (os.environ.get("VLLM_BATCH_INVARIANT"),)
-        os.environ["VLLM_BATCH_INVARIANT"] = "1"
+            if es.gpu_memory_bytes() is None:
+                raise SetupError(f"stage {self.name!r}: batch_invariant: true needs an NVIDIA GPU (vLLM's "
+                                 f"batch-invariant kernels), and this worker has none; remove the key to run here")
+            env["VLLM_BATCH_INVARIANT"] = "1"
+        if self._env_before is None:
+            self._env_before = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
 
     def engine_inline(self) -> bool:
         """Whether this worker runs vLLM's engine in its own process (``engine_process``)."""
@@ -347,12 +349,12 @@ class LlmStage(Stage):
         return self.shards_in_flight
 
     def teardown(self) -> None:
-        if self._env_before is not None:
-            (before,), self._env_before = self._env_before, None
-            if before is None:
-                os.environ.pop("VLLM_BATCH_INVARIANT", None)
+        before, self._env_before = self._env_before or {}, None
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
             else:
-                os.environ["VLLM_BATCH_INVARIANT"] = before
+                os.environ[key] = value
         if self._loop is not None:
             self._loop.close()
             self._loop = None

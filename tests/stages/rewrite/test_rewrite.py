@@ -177,7 +177,8 @@ def test_batch_invariance_without_a_gpu_is_one_error_naming_the_key(monkeypatch)
 def test_batch_invariance_reaches_the_engine_on_a_gpu(tmp_path, monkeypatch):
     """With a GPU (its memory as NVML reports it, made to hold on the CPU build) batch_invariant: true sets
     VLLM_BATCH_INVARIANT=1 before vLLM builds the engine, which reads it then (and its engine-core process inherits
-    it); left off, the stage leaves the variable as it was, and teardown() puts it back as it found it."""
+    it); left off, the stage leaves the variable as it was, and teardown() puts it, and the stage's ``env``, back
+    as it found them."""
     import vllm
 
     from stages.rewrite import engine_settings as es
@@ -192,12 +193,16 @@ def test_batch_invariance_reaches_the_engine_on_a_gpu(tmp_path, monkeypatch):
         raise RuntimeError("no engine in this test")
 
     monkeypatch.setattr(vllm, "LLM", engine)
+    assert "SWALLOW_TEST_STAGE_ENV" not in os.environ
     for invariant in (False, True):
-        stage = Rewrite(prompt="code_sgcr", model=str(tmp_path), batch_invariant=invariant)
+        stage = Rewrite(prompt="code_sgcr", model=str(tmp_path), batch_invariant=invariant,
+                        env={"SWALLOW_TEST_STAGE_ENV": "set"})
         with pytest.raises(RuntimeError, match="no engine in this test"):
             stage.setup()
+        assert os.environ["SWALLOW_TEST_STAGE_ENV"] == "set"
         stage.teardown()  # the stage's end
         assert os.environ["VLLM_BATCH_INVARIANT"] == "0"  # as it was: the next stage of an inline run is not changed
+        assert "SWALLOW_TEST_STAGE_ENV" not in os.environ  # the stage's env too
     assert seen == ["0", "1"]
 
 
