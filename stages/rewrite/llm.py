@@ -122,9 +122,11 @@ class LlmStage(Stage):
     #: Speculative decoding: "ngram" turns on n-gram (prompt-lookup) speculation, lossless in exact arithmetic
     #: (with greedy decoding the CPU build gives the tokens of a run without it) but not in a GPU's bf16: its
     #: verification steps round differently, and 332 of 1,000 greedy rewrites changed where runs without it were
-    #: reproducible (batch_invariant, H100); "auto" leaves it off (engine_settings.py); "off" never.
+    #: reproducible (batch_invariant, H100). "suffix" turns on suffix speculation (suffix trees over the prompt and
+    #: the outputs so far; needs the ``arctic-inference`` package, README), the same on both counts (CPU build:
+    #: tested token-identical). "auto" leaves both off (engine_settings.py); "off" never.
     #: ``engine_args: {speculative_config: ...}`` wins.
-    speculation: Literal["auto", "off", "ngram"] = "auto"
+    speculation: Literal["auto", "off", "ngram", "suffix"] = "auto"
     #: vLLM's batch-invariant kernels (``VLLM_BATCH_INVARIANT=1``; NVIDIA GPUs only), so that a rerun of the same
     #: shards with the same settings gives the same greedy rewrites. Without them bf16 numerics follow the batch a row
     #: lands in: runs of the same 1,000 prompts and settings agreed on 297 (the stage beside raw vLLM, H100) and 308
@@ -203,6 +205,13 @@ class LlmStage(Stage):
             load_prompt(self.prompt)
         except (FileNotFoundError, ValueError) as exc:
             problems.append(f"stage {self.name!r}: prompt: {exc}")
+        if self.speculation == "suffix" and "speculative_config" not in self.engine_args:
+            import importlib.util
+
+            if importlib.util.find_spec("arctic_inference") is None:  # vLLM's suffix proposer lives there
+                problems.append(f"stage {self.name!r}: speculation: suffix needs the Python package "
+                                f"'arctic_inference' (pip install --no-build-isolation arctic-inference==0.3.0, "
+                                f"README); or set speculation: ngram or off")
         return problems
 
     # -- heavy state -------------------------------------------------------------------------------------------

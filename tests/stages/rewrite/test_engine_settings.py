@@ -47,6 +47,9 @@ def test_a_tiny_model_gets_big_batches_and_speculation_only_when_asked(tmp_path)
     asked = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="ngram")
     assert asked.settings == {"speculative_config": es.NGRAM, **es.TINY, **graphs}
     assert "ngram(6)" in asked.summary()
+    suffix = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="suffix")
+    assert suffix.settings == {"speculative_config": es.SUFFIX, **es.TINY, **graphs}
+    assert "speculative_config=suffix(24)" in suffix.summary()
     off = es.choose(shape, H200, 0.9, 8192, fixed=set(), speculation="off")
     assert off.settings == {**es.TINY, **graphs}
 
@@ -99,3 +102,22 @@ def test_without_a_gpu_nothing_is_chosen_but_a_forced_speculation(tmp_path):
     forced = es.choose(shape, None, 0.9, 2048, fixed=set(), speculation="ngram")
     assert forced.settings == {"speculative_config": es.NGRAM}
     assert es.choose(None, H200, 0.9, 2048, fixed=set()).settings == {}
+
+
+def test_suffix_speculation_without_its_package_is_one_preflight_line(tmp_path, monkeypatch):
+    """``speculation: suffix`` needs arctic-inference (vLLM's suffix proposer): where it is missing the run stops
+    before any work with one line naming the stage, the key and the install command. (The package is hidden from
+    ``find_spec`` here: ``make install`` installs it.)"""
+    import importlib.util
+
+    from stages.rewrite.stage import Rewrite
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "arctic_inference"
+                        else real(name, *a))
+    (tmp_path / "config.json").write_text(json.dumps(SMOLLM2_135M))
+    stage = Rewrite(name="sgcr", prompt="code_sgcr", model=str(tmp_path), speculation="suffix")
+    problems = [p for p in stage.preflight() if "suffix" in p]
+    assert len(problems) == 1 and "'sgcr'" in problems[0] and "arctic-inference==0.3.0" in problems[0]
+    assert not [p for p in Rewrite(name="sgcr", prompt="code_sgcr", model=str(tmp_path),
+                                   speculation="ngram").preflight() if "arctic" in p]

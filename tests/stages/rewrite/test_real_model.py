@@ -70,8 +70,8 @@ def test_the_default_bf16_import_answers_in_vllm_as_in_transformers(tmp_path):
 
 def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
     """The session's import (float32) is recorded and checked as above, and vLLM gives transformers' greedy tokens.
-    And n-gram speculation is lossless: greedy SGCR rewrites of six real Python files (this project's own modules)
-    are the same tokens with it as without."""
+    And n-gram and suffix speculation are lossless on the CPU build: greedy SGCR rewrites of six real Python files
+    (this project's own modules) are the same tokens with either as without."""
     from stages.rewrite.stage import Rewrite
 
     record = check_import(real_model, REAL_MODEL_DTYPE)
@@ -84,7 +84,7 @@ def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
     files = [p.read_text()[:1200] for p in sources if p.stat().st_size > 1500][:6]
     table = pa.table({"id": [f"f{i}" for i in range(len(files))], "text": files})
     results = {}
-    for speculation in ("off", "ngram"):
+    for speculation in ("off", "ngram", "suffix"):
         stage = Rewrite(prompt="code_sgcr", model=str(real_model), speculation=speculation, **ENGINE,
                         temperature=0.0, max_tokens=160)
         stage.setup()
@@ -98,7 +98,9 @@ def test_the_import_is_recorded_and_vllm_answers_as_transformers(real_model):
             stage.teardown()
     assert len(files) == 6
     assert "ngram" in results["ngram"][2]["engine"] and "ngram" not in results["off"][2]["engine"]
+    assert "suffix(24)" in results["suffix"][2]["engine"] and "suffix" not in results["off"][2]["engine"]
     assert results["ngram"][:2] == results["off"][:2]
+    assert results["suffix"][:2] == results["off"][:2]
     assert all(results["off"][0]) and sum(results["off"][1]) > 6 * 40  # real generations, not empty ones
 
 
