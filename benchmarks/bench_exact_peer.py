@@ -14,8 +14,10 @@ datatrove: its three steps as its example runs them, each a ``LocalPipelineExecu
 
 Per round and side, for the whole process tree (bench_web_peer.measure): wall, CPU, peak PSS; then the number of
 documents each kept (both keep one of each group of identical texts, so the counts must be equal).
+``--inline`` adds a third side, ``swallow run --executor inline`` (no Ray: the stage's phases in the command's
+own process, one shard at a time), the setting for a run too small to pay Ray's start.
 
-    python benchmarks/bench_exact_peer.py [--rounds 2] [--files 4] [--workers 2] [--prose 110000]
+    python benchmarks/bench_exact_peer.py [--rounds 2] [--files 4] [--workers 2] [--prose 110000] [--inline]
 """
 
 from __future__ import annotations
@@ -123,32 +125,38 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--prose", type=int, default=110_000)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--inline", action="store_true", help="also ours with --executor inline (no Ray)")
+    ap.add_argument("--samples", default="code,prose", help="which samples, comma-separated")
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
     if not CORPUS.is_file():
         raise SystemExit(f"{CORPUS}: missing (the shared data's Python corpus)")
-    samples = {"code": pq.read_table(CORPUS, columns=["content"]).column("content").to_pylist(),
-               "prose": prose_texts(a.prose)}
+    wanted = a.samples.split(",")
+    samples = {"code": pq.read_table(CORPUS, columns=["content"]).column("content").to_pylist()
+               if "code" in wanted else None, "prose": prose_texts(a.prose) if "prose" in wanted else None}
+    samples = {k: v for k, v in samples.items() if v is not None}
+    sides = ["ours", "datatrove"] + (["ours-inline"] if a.inline else [])
     swallow, env_ours = ours_command()
     tmp = Path(tempfile.mkdtemp(prefix="exactpeer-"))
     for name, texts in samples.items():
         jsonl, parquets = write_inputs(texts, tmp / name, a.files)
         config = our_config(parquets, tmp / f"{name}.yaml", a.workers)
-        res: dict[str, list[dict]] = {"ours": [], "datatrove": []}
+        res: dict[str, list[dict]] = {s: [] for s in sides}
         for r in range(a.rounds):
-            for side in (["ours", "datatrove"] if r % 2 == 0 else ["datatrove", "ours"]):
+            for side in sides if r % 2 == 0 else sides[::-1]:
                 out = tmp / f"{name}-{side}{r}"
-                if side == "ours":
-                    m = measure([swallow, "run", str(config), "--output", str(out), "--no-progress", "--no-export"],
-                                env_ours, a.timeout, tmp)
+                if side.startswith("ours"):
+                    inline = ["--executor", "inline"] if side == "ours-inline" else []
+                    m = measure([swallow, "run", str(config), "--output", str(out), "--no-progress", "--no-export",
+                                 *inline], env_ours, a.timeout, tmp)
                     m["kept"] = kept_ours(out) if m["rc"] == 0 else -1
                 else:
                     m = measure([sys.executable, "-c", DATATROVE, str(jsonl), str(out), str(a.files), str(a.workers)],
                                 dict(os.environ), a.timeout, tmp)
                     m["kept"] = kept_datatrove(out / "out") if m["rc"] == 0 else -1
                 res[side].append(m)
-                print(f"{name} round {r + 1} {side:<9} wall {m['wall']:6.1f} s  cpu {m['cpu']:6.1f} s  peak PSS "
+                print(f"{name} round {r + 1} {side:<11} wall {m['wall']:6.1f} s  cpu {m['cpu']:6.1f} s  peak PSS "
                       f"{m['pss'] / 2**30:.2f} GiB  kept {m['kept']}  rc {m['rc']}", flush=True)
                 if m["rc"]:
                     print(m["err"])
@@ -159,6 +167,11 @@ def main() -> None:
               f"{med['datatrove'][0]:.1f} s) | CPU {med['ours'][1] / med['datatrove'][1]:.2f} ({med['ours'][1]:.1f} / "
               f"{med['datatrove'][1]:.1f} s) | peak PSS {med['ours'][2] / 2**30:.2f} / {med['datatrove'][2] / 2**30:.2f} "
               f"GiB | kept {res['ours'][-1]['kept']} / {res['datatrove'][-1]['kept']}", flush=True)
+        if "ours-inline" in med:
+            i, d = med["ours-inline"], med["datatrove"]
+            print(f"{name}: inline executor | wall ours/datatrove {i[0] / d[0]:.2f} ({i[0]:.1f} / {d[0]:.1f} s) | CPU "
+                  f"{i[1] / d[1]:.2f} ({i[1]:.1f} / {d[1]:.1f} s) | peak PSS {i[2] / 2**30:.2f} / {d[2] / 2**30:.2f} "
+                  f"GiB | kept {res['ours-inline'][-1]['kept']}", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

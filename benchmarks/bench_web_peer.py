@@ -242,6 +242,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--math", action="store_true", help="ours keeps formulas (math: true, math_fallback: true)")
+    ap.add_argument("--inline", action="store_true",
+                    help="also ours with --executor inline (no Ray: one process, one shard at a time)")
     a = ap.parse_args()
     import importlib.util
 
@@ -254,13 +256,15 @@ def main() -> None:
     env_dt = datatrove_home(tmp / "hf")
     swallow, env_ours = ours_command()
     config = our_config(src, tmp / "web.yaml", a.workers, a.math)
-    results: dict[str, list[dict]] = {"ours": [], "datatrove": []}
+    sides = ["ours", "datatrove"] + (["ours-inline"] if a.inline else [])
+    results: dict[str, list[dict]] = {s: [] for s in sides}
     for r in range(a.rounds):
-        order = ["ours", "datatrove"] if r % 2 == 0 else ["datatrove", "ours"]
+        order = sides if r % 2 == 0 else sides[::-1]
         for side in order:
-            if side == "ours":
-                run = tmp / f"ours{r}"
+            if side.startswith("ours"):
+                run = tmp / f"{side}{r}"
                 cmd = [swallow, "run", str(config), "--output", str(run), "--no-progress", "--no-export"]
+                cmd += ["--executor", "inline"] if side == "ours-inline" else []
                 m = measure(cmd, env_ours, a.timeout, tmp)
                 m["kept"] = kept_ours(run) if m["rc"] == 0 else {}
             else:
@@ -270,7 +274,7 @@ def main() -> None:
                 m = measure(cmd, env_dt, a.timeout, tmp)
                 m["kept"] = kept_datatrove(out / "out") if m["rc"] == 0 else {}
             results[side].append(m)
-            print(f"round {r + 1} {side:<9} wall {m['wall']:6.1f} s  cpu {m['cpu']:6.1f} s  peak PSS "
+            print(f"round {r + 1} {side:<11} wall {m['wall']:6.1f} s  cpu {m['cpu']:6.1f} s  peak PSS "
                   f"{m['pss'] / 2**30:.2f} GiB  kept {len(m['kept'])}  rc {m['rc']}", flush=True)
             if m["rc"]:
                 print(m["err"])
@@ -287,6 +291,12 @@ def main() -> None:
     same = sum(1 for k in both if ours[k].strip() == theirs[k].strip())
     ratio = statistics.median(m["cpu"] for m in results["ours"]) / \
         statistics.median(m["cpu"] for m in results["datatrove"])
+    if "ours-inline" in results:
+        inline = statistics.median(m["cpu"] for m in results["ours-inline"]) / \
+            statistics.median(m["cpu"] for m in results["datatrove"])
+        print(f"\nCPU ours with --executor inline / datatrove (medians): {inline:.2f}; kept "
+              f"{len(results['ours-inline'][-1]['kept'])}, the same documents as ours with Ray: "
+              f"{set(results['ours-inline'][-1]['kept']) == set(ours)}")
     print(f"\nCPU ours / datatrove (medians): {ratio:.2f}; kept by both {len(both)}, only ours "
           f"{len(set(ours) - both)}, only datatrove {len(set(theirs) - both)}; identical text on {same} of {len(both)}")
     if results["ours"][-1]["rc"] == 0:

@@ -281,7 +281,8 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
     r.add_argument("--no-export", action="store_true", help="skip writing RUN/dataset after the stages")
     r.add_argument("--executor", choices=["ray", "inline"], default="ray",
                    help="ray (default: an embedded local Ray, or the cluster of RAY_ADDRESS) or inline (this "
-                   "process, one task at a time: for debugging)")
+                   "process, one task at a time, no retries: for a debugger, and for small runs on one machine, "
+                   "where Ray's start and daemons cost more than the work: the same verdicts, one core)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="check a run's ledger: every input id kept or rejected exactly once",
