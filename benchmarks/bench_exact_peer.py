@@ -126,16 +126,13 @@ def main() -> None:
     ap.add_argument("--prose", type=int, default=110_000)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--inline", action="store_true", help="also ours with --executor inline (no Ray)")
-    ap.add_argument("--samples", default="code,prose", help="which samples, comma-separated")
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
     if not CORPUS.is_file():
         raise SystemExit(f"{CORPUS}: missing (the shared data's Python corpus)")
-    wanted = a.samples.split(",")
-    samples = {"code": pq.read_table(CORPUS, columns=["content"]).column("content").to_pylist()
-               if "code" in wanted else None, "prose": prose_texts(a.prose) if "prose" in wanted else None}
-    samples = {k: v for k, v in samples.items() if v is not None}
+    samples = {"code": pq.read_table(CORPUS, columns=["content"]).column("content").to_pylist(),
+               "prose": prose_texts(a.prose)}
     sides = ["ours", "datatrove"] + (["ours-inline"] if a.inline else [])
     swallow, env_ours = ours_command()
     tmp = Path(tempfile.mkdtemp(prefix="exactpeer-"))
@@ -162,16 +159,15 @@ def main() -> None:
                     print(m["err"])
         med = {s: (statistics.median(m["wall"] for m in ms), statistics.median(m["cpu"] for m in ms),
                    max(m["pss"] for m in ms)) for s, ms in res.items()}
-        print(f"{name}: {len(texts):,} documents, {a.files} files, {a.workers} workers, {a.rounds} rounds | wall "
-              f"ours/datatrove {med['ours'][0] / med['datatrove'][0]:.2f} ({med['ours'][0]:.1f} / "
-              f"{med['datatrove'][0]:.1f} s) | CPU {med['ours'][1] / med['datatrove'][1]:.2f} ({med['ours'][1]:.1f} / "
-              f"{med['datatrove'][1]:.1f} s) | peak PSS {med['ours'][2] / 2**30:.2f} / {med['datatrove'][2] / 2**30:.2f} "
-              f"GiB | kept {res['ours'][-1]['kept']} / {res['datatrove'][-1]['kept']}", flush=True)
-        if "ours-inline" in med:
-            i, d = med["ours-inline"], med["datatrove"]
-            print(f"{name}: inline executor | wall ours/datatrove {i[0] / d[0]:.2f} ({i[0]:.1f} / {d[0]:.1f} s) | CPU "
-                  f"{i[1] / d[1]:.2f} ({i[1]:.1f} / {d[1]:.1f} s) | peak PSS {i[2] / 2**30:.2f} / {d[2] / 2**30:.2f} "
-                  f"GiB | kept {res['ours-inline'][-1]['kept']}", flush=True)
+        d = med["datatrove"]
+        for side in sides:
+            if side == "datatrove":
+                continue
+            o = med[side]
+            print(f"{name}: {len(texts):,} documents, {a.files} files, {a.workers} workers, {a.rounds} rounds, "
+                  f"{side} | wall ours/datatrove {o[0] / d[0]:.2f} ({o[0]:.1f} / {d[0]:.1f} s) | CPU {o[1] / d[1]:.2f} "
+                  f"({o[1]:.1f} / {d[1]:.1f} s) | peak PSS {o[2] / 2**30:.2f} / {d[2] / 2**30:.2f} GiB | kept "
+                  f"{res[side][-1]['kept']} / {res['datatrove'][-1]['kept']}", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
