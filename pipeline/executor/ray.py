@@ -66,6 +66,45 @@ class _Worker:
         self.component.teardown()
 
 
+#: how many times an embedded Ray's start is tried when its node does not register in time
+EMBEDDED_START_TRIES = 3
+
+
+def start_embedded(ray, kwargs: dict) -> None:
+    """``ray.init`` for an embedded Ray, tried again when the local node does not register in time.
+
+    Ray waits a fixed 30 s (``node.py``, not settable) for its raylet to register with the GCS; on a loaded machine
+    that is not always enough (seen in this project's test suite on 2 cores: one run of a pipeline in 2,043 s of
+    tests ended with "The current node timed out during startup" before any shard ran). The processes the failed
+    attempt started (GCS, raylet, their agents) are this process's children and would outlive it: they are ended
+    before the next attempt. After ``EMBEDDED_START_TRIES`` attempts the run stops with one line saying what to do.
+    """
+    import psutil  # Ray's own copy (ray/thirdparty_files), importable once ray is
+
+    tries = EMBEDDED_START_TRIES
+    for attempt in range(1, tries + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc):
+                raise
+            left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for p in left:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(left, timeout=10)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if attempt == tries:
+                raise SetupError(f"the local Ray did not start: its node did not register within Ray's 30 s, "
+                                 f"{tries} times (the machine is overloaded?); rerun when it is less busy, or start "
+                                 f"Ray yourself (`ray start --head`) and set RAY_ADDRESS") from exc
+            log.warning("the local Ray's node did not register within Ray's 30 s (attempt %d of %d); ended what "
+                        "it had started (%d processes), starting it again", attempt, tries, len(left))
+
+
 def neutral_dir() -> str:
     """An empty folder of this process's own (mode 0700): what Ray's processes start in and what Ray puts on its
     workers' ``sys.path`` in place of the driver's working folder."""
@@ -188,9 +227,10 @@ class RayExecutor:
             # CPU for the web sample, 268-328 s without). An embedded Ray's workers run at the priority of the
             # command that started them, unless RAY_worker_niceness says otherwise.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(num_cpus=cfg.num_cpus if cfg else None, num_gpus=cfg.num_gpus if cfg else None,
-                     object_store_memory=cfg.object_store_memory if cfg else None, include_dashboard=False,
-                     log_to_driver=True, configure_logging=False)
+            start_embedded(ray, dict(
+                num_cpus=cfg.num_cpus if cfg else None, num_gpus=cfg.num_gpus if cfg else None,
+                object_store_memory=cfg.object_store_memory if cfg else None, include_dashboard=False,
+                log_to_driver=True, configure_logging=False))
 
     def release(self) -> None:
         """The component's phases are done: tear its kept workers down (a graceful ``teardown()`` each: engines

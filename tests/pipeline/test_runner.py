@@ -182,6 +182,62 @@ def test_embedded_ray_workers_run_at_the_commands_priority(tmp_path):
         assert want in out.stdout, (out.stdout[-500:], out.stderr[-2000:])
 
 
+def test_an_embedded_ray_that_does_not_register_in_time_is_ended_and_started_again(tmp_path):
+    """Ray gives its raylet a fixed 30 s to register (seen to time out under the suite's load). A fault injected
+    into the real Ray: its node lookup fails and its clock jumps, so an attempt times out at once, leaving the real
+    GCS and raylet it started. Those are ended and Ray started again; every attempt failing is one line naming
+    what to do, with nothing left running. In a fresh interpreter, as the command."""
+    import subprocess
+    import sys
+
+    script = """
+import logging, time, psutil, ray
+import ray._private.node as node, ray._private.services as services
+import pipeline.executor.ray as rx
+from pipeline.config import RayConfig
+from pipeline.errors import SetupError
+logging.basicConfig(level=logging.WARNING)
+state = {"fails": 0, "jumps": 0, "left": []}
+real_get = services.get_node
+def get_node(*a, **k):
+    if state["fails"]:
+        state["fails"] -= 1
+        state["jumps"] += 1
+        state["left"] += [p.pid for p in psutil.Process().children(recursive=True)]
+        raise RuntimeError("injected: the node has not registered")
+    return real_get(*a, **k)
+class Clock:
+    def __getattr__(self, name):
+        return getattr(time, name)
+    def monotonic(self):
+        return time.monotonic() + 100.0 * state["jumps"]
+services.get_node, node.time = get_node, Clock()
+rx.EMBEDDED_START_TRIES = 2
+state["fails"] = 2
+try:
+    rx.RayExecutor(RayConfig(num_cpus=1, object_store_memory=100_000_000)).start()
+except SetupError as exc:
+    print("GAVE UP", str(exc).count(chr(10)), exc)
+print("LEFT", sum(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in state["left"]),
+      len(state["left"]), ray.is_initialized())
+state["fails"], state["left"] = 1, []
+rx.RayExecutor(RayConfig(num_cpus=1, object_store_memory=100_000_000)).start()
+print("STARTED", ray.get(ray.remote(lambda: 6 * 7).remote()),
+      sum(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in state["left"]), len(state["left"]))
+ray.shutdown()
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {ln.split(" ", 1)[0]: ln for ln in out.stdout.splitlines()}
+    assert lines["GAVE"].startswith("GAVE UP 0 the local Ray did not start") and "RAY_ADDRESS" in lines["GAVE"]
+    left, started = lines["LEFT"].split(), lines["STARTED"].split()
+    assert left[1] == "0" and int(left[2]) >= 2 and left[3] == "False"  # both attempts' GCS and raylet ended
+    assert started[1] == "42" and started[2] == "0" and int(started[3]) >= 2
+    assert out.stderr.count("did not register within Ray's 30 s (attempt 1 of 2)") == 2
+
+
 def test_an_embedded_ray_is_stopped_when_the_stages_are_done_and_a_given_one_is_not(tmp_path):
     """What ``swallow run`` starts it stops before the export and the report (they need no Ray); a Ray that was
     running already (a test session's, a notebook's) is left running. In a fresh interpreter, as the command."""
