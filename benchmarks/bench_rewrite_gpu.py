@@ -251,16 +251,23 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
         for f in sorted((work / "run" / "stages" / st["dir"] / part).glob("*.parquet")):
             t = pq.read_table(f, columns=["id", f"{name}_generation"]).to_pylist()
             gens.update({r["id"]: r[f"{name}_generation"] for r in t})
-    shard_s = st["span_s"]
+    # the shards' span, less the engine's start where it ran inside the first shard (a model of >= 1 B parameters
+    # is sized by its first shard's prompts): raw's and datatrove's clocks start with an engine that is up
+    started_in_shard = st["info"].get("engine_started") == "on the first shard"
+    shard_s = st["span_s"] - ((st["info"].get("engine_init_s") or 0) if started_in_shard else 0)
     out_tokens = st["counters"]["output_tokens"]
+    generate_s = st["counters"].get("generate_s")  # with one shard: the generations alone, as raw times them
     ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
     return {"mode": "stage", "shards": a.shards, "shards_in_flight": a.in_flight, "pipeline_wall_s": round(wall, 1),
             "engine_init_s": st["info"].get("engine_init_s"), "sum_of_shard_walls_s": st["wall_s"],
             "settings": st["info"].get("engine_chosen"), "why": st["info"].get("engine_why"),
             "resolved": st["info"].get("engine"),
+            "engine_started": st["info"].get("engine_started"), "span_s": st["span_s"],
             "seconds": round(shard_s, 2), "output_tokens": int(out_tokens),
-            "output_tok_s": round(out_tokens / shard_s, 1), "requests": n, "reasons": st["reasons"],
+            "output_tok_s": round(out_tokens / shard_s, 1), "generate_s": generate_s,
+            "output_tok_s_generating": round(out_tokens / generate_s, 1) if a.shards == 1 and generate_s else None,
+            "requests": n, "reasons": st["reasons"],
             "verify_ok": not problems,
             "text_sha": [digest(gens.get(f"d{i:06d}") or "") for i in range(n)]}
 

@@ -41,6 +41,12 @@
 #   dt1 datatrove chosen | st2 | dt2 | st3 | dt3 (alternated) | st_suffix stage chosen --speculation suffix
 #   then `table` with the reference first (e.g. table bi_a bi_b bi_ngram bi_256 bi_stage)
 #
+# The thirteenth session's (docs/benchmarks.md, "Llama-3.1-8B shapes beside datatrove's runner"), after `install`:
+#   bash benchmarks/rewrite_gpu_calls.sh large-one NAME MODE SETTINGS [ARGS]   # 8B shapes, 1000 x 1024/1024,
+#                                                      #       raw|stage|datatrove, packed at once
+#   in the order st1 stage chosen (the machine's first engine) | dt1 datatrove chosen | raw_def raw defaults |
+#   st2 stage chosen | dt2 datatrove chosen | raw_ch raw chosen
+#
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
 cd "$(dirname "$0")/.."
@@ -146,6 +152,12 @@ one)  # one run of the 135M on the real files, any mode; its results packed at o
   PATH=/root/bin:$PATH run "$name" $SMALL --mode "$mode" --settings "$settings" "$@"
   pack results
   ;;
+large-one)  # one run of the 8B shapes, any mode; packed at once
+  shift; name=$1; mode=$2; settings=$3; shift 3
+  vllm_cli
+  PATH=/root/bin:$PATH run "$name" $LARGE --mode "$mode" --settings "$settings" "$@"
+  pack results
+  ;;
 small-run)
   shift; name=$1; settings=$2; shift 2
   run "$name" $SMALL --mode raw --settings "$settings" "$@"
@@ -159,5 +171,5 @@ table)
   python3 benchmarks/bench_rewrite_gpu.py --mode compare --json $(for n in "$@"; do echo "$RES/$n.json"; done)
   tar czf "$OUT/results.tgz" -C "$RES" .
   ;;
-*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|suffix-build|one|small-run|large-run|table" >&2; exit 2 ;;
+*) echo "usage: $0 model|small-a|small-b|small-c|small-d|small-e|large|large-stage|suffix-build|one|large-one|small-run|large-run|table" >&2; exit 2 ;;
 esac

@@ -82,10 +82,13 @@ class Generated:
         self.out_tokens = [0] * n
         self.prompt_tokens = [0] * n
         self.index: list[int] = []  # rows sent to the engine
+        self.generate_s = 0.0  # wall time of this batch's generations, the engine's start not included
 
     def counters(self) -> dict[str, float]:
+        # generate_s adds up over shards like the rest (overlapping shards count their shared time each): with
+        # one shard in flight it is the stage's generation time, what a throughput beside raw vLLM divides by
         return {"output_tokens": float(sum(self.out_tokens)), "prompt_tokens": float(sum(self.prompt_tokens)),
-                "requests": float(len(self.index))}
+                "requests": float(len(self.index)), "generate_s": round(self.generate_s, 3)}
 
 
 def row_params(params, seed: int, row_id: str):
@@ -432,9 +435,11 @@ class LlmStage(Stage):
         if self.seed is not None:  # one seed per row, from (seed, id)
             ids = table.column("id").to_pylist()
             params = [row_params(params, self.seed, ids[i]) for i in g.index]
+        t0 = time.perf_counter()
         for i, out in zip(g.index, self._loop.generate(requests, params)):
             comp = out.outputs[0]
             g.gens[i], g.finish[i], g.out_tokens[i] = comp.text, comp.finish_reason, len(comp.token_ids)
+        g.generate_s = time.perf_counter() - t0
         return g
 
     def common_column_names(self) -> set[str]:
@@ -449,7 +454,9 @@ class LlmStage(Stage):
         return {f"{self.name}_{c}": values[c] for c in GENERATION_COLUMNS}
 
     def shard_info(self) -> dict[str, Any]:
-        info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s}
+        info = {"model": self.model, "prompt": self.prompt, "engine_init_s": self._engine_init_s,
+                # where the start's seconds went: inside the first shard's time (its span) or before any shard
+                "engine_started": "on the first shard" if self._deferred else "at setup"}
         if self._choice is not None:
             info["engine_chosen"] = self._choice.summary()
             info["engine_why"] = "; ".join(self._choice.why)
