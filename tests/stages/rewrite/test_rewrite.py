@@ -109,7 +109,7 @@ def test_valid_rewrite_is_kept_with_columns(sgcr):
     assert v.columns["rewrite_finish_reason"][0] == "stop"
     assert "### Improved code" in v.columns["rewrite_generation"][0]
     assert sgcr.shard_info()["engine_started"] == "at setup"  # a small model: its start is in no shard's time
-    assert 0 < v.counters["generate_s"] < 600 and v.counters["output_tokens"] > 0
+    assert v.counters["generate_s"] > 0 and v.counters["output_tokens"] > 0
 
 
 @pytest.mark.vllm
@@ -237,7 +237,7 @@ def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_i
         assert info["engine_chosen"].startswith("max_num_seqs=16,") and "max_num_seqs=16" in info["engine"]
         # the start ran inside this shard: a throughput divides by generate_s (or the span less engine_init_s)
         assert info["engine_started"] == "on the first shard" and info["engine_init_s"] > 0
-        assert 0 < v.counters["generate_s"] < 600
+        assert v.counters["generate_s"] > 0
         assert run(stage, ["y = 2\n"], guided_regex=VALID).reasons == [None]  # the same engine goes on
     finally:
         stage.teardown()
