@@ -45,7 +45,7 @@
 #   bash benchmarks/rewrite_gpu_calls.sh large-one NAME MODE SETTINGS [ARGS]   # 8B shapes, 1000 x 1024/1024,
 #                                                      #       raw|stage|datatrove, packed at once
 #   in the order st1 stage chosen (the machine's first engine) | dt1 datatrove chosen | raw_def raw defaults |
-#   st2 stage chosen | dt2 datatrove chosen | raw_ch raw chosen
+#   dt2 datatrove chosen | st2 stage chosen | raw_ch raw chosen (then table raw_def raw_ch st1 dt1 dt2 st2)
 #
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
