@@ -226,8 +226,12 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
     gpus = 0 if a.cpu else a.gpus
     ray.init(num_gpus=gpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     s = sampling_kwargs(a)
+    engine = base_engine(a)
+    # vllm.LLM's seed is the stage's engine_seed; the stage's own `seed` gives every row a seed of (seed, row id),
+    # so passing it as `seed` sampled with other seeds than raw's seed 0 per request (the 8B runs' 0 of 1,000)
+    engine["engine_seed"] = engine.pop("seed")
     stage = {"type": "rewrite", "prompt": PROMPT, "model": str(model_dir), "num_gpus": 1 if gpus else 0,
-             "num_cpus": 1, "concurrency": 1, **base_engine(a), "temperature": s["temperature"],
+             "num_cpus": 1, "concurrency": 1, **engine, "temperature": s["temperature"],
              "max_tokens": a.output_len, "check_syntax": True, "shards_in_flight": a.in_flight,
              "sampling_args": {k: v for k, v in s.items() if k not in ("temperature", "max_tokens")}}
     if a.settings not in ("chosen", "defaults"):
