@@ -46,6 +46,8 @@
 #                                                      #       raw|stage|datatrove, packed at once
 #   in the order st1 stage chosen (the machine's first engine) | dt1 datatrove chosen | raw_def raw defaults |
 #   dt2 datatrove chosen | st2 stage chosen | raw_ch raw chosen (then table raw_def raw_ch st1 dt1 dt2 st2)
+# The fourteenth session's, after `install` (two runs fitted): st16 stage chosen --shards 16 (the machine's first
+#   engine) | raw_ch raw chosen, then `bench_rewrite_gpu.py --mode compare --json raw_ch.json st16.json`
 #
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
