@@ -125,9 +125,10 @@ def extracted_pages():
     return out
 
 
-#: The real model's dtype in CPU tests. This machine kind has AVX2 but neither AVX-512 BF16 nor AMX, so bf16
+#: The real model's dtype in CPU tests. Most VMs of this kind have AVX2 but neither AVX-512 BF16 nor AMX, so bf16
 #: arithmetic is emulated: the same six greedy rewrites (960 tokens) took 100.3 s in bf16 and 27.4 s in float32 on
-#: vLLM's CPU build. The command's default (bf16) has its own test (test_real_model.py).
+#: vLLM's CPU build (some have AMX: docs/benchmarks.md, the test suite). The command's default (bf16) has its own
+#: test (test_real_model.py).
 REAL_MODEL_DTYPE = "float32"
 
 
