@@ -213,7 +213,7 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
     import ray
 
     from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
+    from pipeline.ledger import collect_stats, list_stages, verify
     from pipeline.runner import run_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench-rewrite-"))
@@ -240,6 +240,9 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
         stage["batch_invariant"] = True
     if a.speculation != "auto":
         stage["speculation"] = a.speculation
+    # vLLM's 10-second lines (running / waiting requests, KV use), as raw's LLM(disable_log_stats=False) prints
+    # them: the two runs' batches can then be compared step by step
+    stage.setdefault("engine_args", {})["disable_log_stats"] = False
     if a.cpu:
         stage["env"] = {"VLLM_CPU_KVCACHE_SPACE": "1"}
     raw = {"kind": "code", "source": {"type": "records", "paths": [str(work / "in.parquet")], "shard_bytes": 1},
@@ -261,6 +264,17 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
     shard_s = st["span_s"] - ((st["info"].get("engine_init_s") or 0) if started_in_shard else 0)
     out_tokens = st["counters"]["output_tokens"]
     generate_s = st["counters"].get("generate_s")  # with one shard: the generations alone, as raw times them
+    # each shard's start and end, seconds from the first start, in the order they started: where the engine waited
+    sd = next(d for d in list_stages(work / "run") if d.path.name == st["dir"])
+    times = sorted((v["started"], v["finished"], v.get("counters", {}).get("generate_s"))
+                   for v in (sd.verified_stats(s) for s in sd.done_shards()))
+    t_first = times[0][0] if times else 0.0
+    timeline = [[round(b - t_first, 2), round(e - t_first, 2), g and round(g, 2)] for b, e, g in times]
+    # raw's clock in the stage: the first request handed to the running engine -> the last shard's outputs back
+    # (each shard's end less its generate_s: its requests' hand-over; the shards' reading, tokenizing and
+    # writing around that, and the engine's start, fall outside)
+    window = (max(e for _, e, _ in times) - min(e - g for _, e, g in times)) if times and all(
+        g is not None for *_, g in times) else None
     ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
     return {"mode": "stage", "shards": a.shards, "shards_in_flight": a.in_flight, "pipeline_wall_s": round(wall, 1),
@@ -271,7 +285,9 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
             "seconds": round(shard_s, 2), "output_tokens": int(out_tokens),
             "output_tok_s": round(out_tokens / shard_s, 1), "generate_s": generate_s,
             "output_tok_s_generating": round(out_tokens / generate_s, 1) if a.shards == 1 and generate_s else None,
-            "requests": n, "reasons": st["reasons"],
+            "generating_window_s": window and round(window, 2),
+            "output_tok_s_window": window and round(out_tokens / window, 1),
+            "requests": n, "reasons": st["reasons"], "shards_started_finished_generate_s": timeline,
             "verify_ok": not problems,
             "text_sha": [digest(gens.get(f"d{i:06d}") or "") for i in range(n)]}
 
