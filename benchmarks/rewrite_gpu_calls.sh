@@ -48,6 +48,9 @@
 #   dt2 datatrove chosen | st2 stage chosen | raw_ch raw chosen (then table raw_def raw_ch st1 dt1 dt2 st2)
 # The fourteenth session's, after `install` (two runs fitted): st16 stage chosen --shards 16 (the machine's first
 #   engine) | raw_ch raw chosen, then `bench_rewrite_gpu.py --mode compare --json raw_ch.json st16.json`
+# The fifteenth session's, after `install`: warm raw chosen --num-prompts 200 (the machine's first engine, a warm-up)
+#   | st16_a stage chosen --shards 16 | raw_b raw chosen | st16_c (as st16_a) | raw_d (as raw_b), two a call, then
+#   compare raw_b st16_a st16_c raw_d (the stage's JSON also holds generating_window_s and each shard's times)
 #
 # Env: DATA (the Python corpus Parquet), TOKENIZER (Llama 3 tokenizer folder), RES (where results gather).
 set -u
