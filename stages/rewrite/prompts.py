@@ -49,6 +49,17 @@ class Prompt(BaseModel):
     score: Score | None = None
     sha256: str = ""
 
+    def copied_example(self, result: str) -> str | None:
+        """Why ``result`` is a copy of this prompt's own few-shot answer (None: it is not). A small model copied
+        the math prompt's one-shot example verbatim and the rules kept it."""
+        flat = " ".join(result.split())
+        for n, shot in enumerate(self.few_shot, 1):
+            example = extract(shot.get("assistant", ""), self.extract) or shot.get("assistant", "")
+            example = " ".join(example.split())
+            if len(example) >= 40 and example in flat:
+                return f"the answer holds the prompt's example {n} ({len(example):,} characters) verbatim"
+        return None
+
     def messages(self, text: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
         for shot in self.few_shot:
@@ -76,7 +87,56 @@ def load_prompt(ref: str) -> Prompt:
         raise ValueError(f"{path}: {keys}") from None
 
 
-FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The closed fenced blocks of ``text`` as (language tag, body), in order: one linear pass over the lines.
+
+    A fence opens on a line that starts (after spaces or tabs) with three backquotes and an optional tag, and closes
+    on a line holding only three backquotes. The body is dedented by the opening fence's indentation, so a block
+    a model indented inside a list item (``1. ...`` then an indented fence) is the program it holds, not an
+    indentation error. An unclosed block is no block.
+    """
+    blocks: list[tuple[str, str]] = []
+    lang, indent, body = None, "", []
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip(" \t")
+        if lang is None:
+            if stripped.startswith("```"):
+                indent = line[:len(line) - len(stripped)]
+                tag = stripped[3:].lstrip(" \t")
+                n = 0
+                while n < len(tag) and (tag[n].isalnum() or tag[n] in "_+-"):
+                    n += 1
+                lang, body = tag[:n], []
+            continue
+        if stripped.rstrip(" \t\r\n") == "```":
+            blocks.append((lang, "".join(_dedent(b, indent) for b in body)))
+            lang = None
+            continue
+        body.append(line)
+    return blocks
+
+
+def _dedent(line: str, indent: str) -> str:
+    """``line`` without the fence's indentation (as much of it as the line has)."""
+    n = 0
+    while n < len(indent) and n < len(line) and line[n] in " \t":
+        n += 1
+    return line[n:]
+
+
+#: Markup a model puts around a marker or a heading (``**Rewritten:**``, ``### **Improved code**``).
+_MARKUP = " \t*_#`"
+
+
+def _find(text: str, needle: str) -> int:
+    """Index just past ``needle`` in ``text`` (case-insensitive, markup tolerated inside: ``**Improved Code**``
+    for ``### Improved code``), or -1."""
+    words = needle.strip(_MARKUP).split()
+    if not words:
+        return -1
+    pattern = r"[ \t*_#`]*".join(re.escape(w) for w in words)
+    m = re.search(pattern, text, re.I)
+    return m.end() if m else -1
 
 
 def extract(generation: str, rule: Extract) -> str | None:
@@ -84,20 +144,26 @@ def extract(generation: str, rule: Extract) -> str | None:
     if rule.mode == "whole":
         return generation.strip() or None
     if rule.mode == "marker":
-        if not rule.marker or rule.marker not in generation:
+        end = _find(generation, rule.marker) if rule.marker else -1
+        if end < 0:
             return None
-        return generation.split(rule.marker, 1)[1].strip() or None
+        rest = generation[end:]
+        # markup that closes the marker right after it (`**Rewritten:**` -> the text must not start with `**`);
+        # markup after a space opens the text (`Rewritten: **Problem.**`) and stays
+        rest = rest.lstrip("*_")
+        return rest.strip() or None
     text = generation
+    found = False
     if rule.after:
-        idx = text.find(rule.after)
-        if idx >= 0:
-            text = text[idx + len(rule.after):]
-    blocks = [(lang.lower(), body) for lang, body in FENCE.findall(text)]
+        end = _find(text, rule.after)
+        if end >= 0:
+            text, found = text[end:], True
+    blocks = [(lang.lower(), body) for lang, body in fenced_blocks(text)]
     if rule.language:
         blocks = [b for b in blocks if b[0] in ("", rule.language.lower(), "py" if rule.language == "python" else "")]
     if not blocks:
         return None
-    body = (blocks[0] if rule.after and rule.after in generation else blocks[-1])[1]
+    body = (blocks[0] if found else blocks[-1])[1]
     return body if body.strip() else None
 
 

@@ -9,19 +9,24 @@ Every generation is checked and each failure is a reason: ``truncated`` (finish_
 when the cut-off answer is looping), ``no_code_block`` / ``no_marker`` (nothing extractable),
 ``rewrite_syntax_error`` (code that does not compile), ``too_short``, ``shrunk`` (much shorter than the input,
 where ``min_length_ratio`` is set), ``repetition`` (a >= 100-character substring repeated back to back),
-``declined`` (the model answered the prompt's reject marker). The raw generation, the extracted text and the
+``declined`` (the model answered the prompt's reject marker), ``copied_example`` (the answer repeats the prompt's
+own few-shot example). A code rewrite is also compared with its input without running either
+(``stages/rewrite/fidelity.py``): names it uses but never binds that the input had, definitions lost or changed in
+kind or signature, tests dropped, public names gone, the length ratio; the findings are columns of every row that
+produced code, and the checks in ``fidelity_reject`` are reasons. The raw generation, the extracted text and the
 self-score are columns.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from pipeline.stage import Verdict
 from stages.filters.syntax import syntax_check
+from stages.rewrite import fidelity
 from stages.rewrite.checks import repeated_substring
 from stages.rewrite.llm import LlmStage, chat_token_ids, chat_token_ids_batch  # noqa: F401 - re-exported
 from stages.rewrite.prompts import extract, self_score
@@ -41,10 +46,30 @@ class Rewrite(LlmStage):
     #: program's behaviour (SGCR) is rarely much shorter; a small model's unrelated snippets are (SmolLM2-135M:
     #: 4 of the 6 SGCR answers that compiled, out of 200, were 2-9 % of the input's length).
     min_length_ratio: float = Field(0.0, ge=0.0)
+    #: Compare each code rewrite with its input (``fidelity.py``; columns ``<name>_new_undefined``,
+    #: ``_lost_definitions``, ``_changed_kind``, ``_changed_signature``, ``_lost_tests``, ``_lost_public``,
+    #: ``_length_ratio``, ``_repaired_imports``). Default: on where ``check_syntax`` is (code prompts).
+    fidelity: bool | None = None
+    #: The fidelity checks that reject a rewrite (the others are columns only). Measured on real answers in
+    #: docs/benchmarks.md ("Fidelity checks"): new undefined names, lost definitions, a changed kind and lost
+    #: tests are behaviour changes in every case read; signatures and public names also flag faithful rewrites.
+    fidelity_reject: list[Literal["new_undefined", "lost_definitions", "changed_kind", "changed_signature",
+                                  "lost_tests", "lost_public"]] = \
+        ["new_undefined", "lost_definitions", "changed_kind", "lost_tests"]
+    #: Put back the input's own import of a name the rewrite uses but dropped (``from collections import
+    #: deque``), then check again; the statements added are the ``_repaired_imports`` column.
+    repair_imports: bool = False
+
+    def fidelity_on(self) -> bool:
+        return self.check_syntax if self.fidelity is None else self.fidelity
+
+    def fidelity_columns(self) -> list[str]:
+        return [f"{self.name}_{c}" for c in (*fidelity.CHECKS, "length_ratio", "repaired_imports")]
 
     def makes(self) -> set[str]:
         # the self-score column only with a prompt that asks for one (known once the prompt file is read)
-        return {self.column, f"text_before_{self.name}", f"{self.name}_self_score", *self.common_column_names()}
+        cols = {self.column, f"text_before_{self.name}", f"{self.name}_self_score", *self.common_column_names()}
+        return cols | (set(self.fidelity_columns()) if self.fidelity_on() else set())
 
     # -- the one method ----------------------------------------------------------------------------------------
     def process(self, table: pa.Table, ctx=None) -> Verdict:
@@ -73,6 +98,10 @@ class Rewrite(LlmStage):
             if result is None:
                 reasons[i] = "no_code_block" if rule.mode == "fenced_block" else "no_marker"
                 continue
+            copied = self._prompt.copied_example(result)
+            if copied:
+                reasons[i], details[i] = "copied_example", copied
+                continue
             if len(result.strip()) < self.min_chars:
                 reasons[i] = "too_short"
                 continue
@@ -91,8 +120,30 @@ class Rewrite(LlmStage):
                     reasons[i], details[i] = "rewrite_syntax_error", f"{r}: {d}"
                     continue
             rewritten[i] = result
-        columns = {self.column: rewritten, f"text_before_{self.name}": texts, **self.common_columns(g)}
+        found = self.check_fidelity(texts, rewritten, reasons, details, g.index) if self.fidelity_on() else {}
+        columns = {self.column: rewritten, f"text_before_{self.name}": texts, **self.common_columns(g), **found}
         if self._prompt.score is not None:
             columns[f"{self.name}_self_score"] = pa.array(scores, pa.float64())
         return Verdict(reasons, columns=columns, details=details, counters=g.counters())
 
+
+    def check_fidelity(self, texts, rewritten, reasons, details, index) -> dict[str, pa.Array]:
+        """Fidelity findings of every row that produced code (kept so far); rejects by ``fidelity_reject``."""
+        n = len(texts)
+        rows = [i for i in index if reasons[i] is None]
+        found: list[fidelity.Fidelity | None] = [None] * n
+        for i, (text, f) in zip(rows, fidelity.check_batch([texts[i] for i in rows], [rewritten[i] for i in rows],
+                                                            repair=self.repair_imports)):
+            found[i], rewritten[i] = f, text
+            failed = f.failed(self.fidelity_reject)
+            if failed:
+                reasons[i] = failed
+                details[i] = f.detail(next(c for c in fidelity.CHECKS if fidelity.REASONS[c] == failed))
+                rewritten[i] = texts[i]  # a rejected row keeps its input, as every rejection does
+
+        def joined(attr: str) -> pa.Array:
+            return pa.array([", ".join(getattr(f, attr)) or None if f else None for f in found], pa.string())
+
+        cols = {f"{self.name}_{c}": joined(c) for c in (*fidelity.CHECKS, "repaired_imports")}
+        cols[f"{self.name}_length_ratio"] = pa.array([f.length_ratio if f else None for f in found], pa.float64())
+        return cols
