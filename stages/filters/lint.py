@@ -38,12 +38,19 @@ class LintFilter(Stage):
     batch_size: int = Field(64, ge=1)
     #: Column holding the code.
     column: str = "text"
+    #: Prefix of the score columns (``sgcr_`` gives ``sgcr_pylint_score``, ``sgcr_comment_ratio``,
+    #: ``sgcr_lint_score``): a second lint stage after a rewrite scores it beside the input's own columns.
+    prefix: str = Field("", pattern=r"^[a-z0-9_]{0,40}$")
+    #: Score ``ruff format``'s layout of the code instead of the code as it is (the column is not changed): a model's
+    #: rewrite loses points for layout alone (trailing spaces on blank lines cost the 1.5B model's SGCR rewrites
+    #: more than any other message), which says nothing about the program.
+    format_first: bool = False
     _worker: PylintWorker | None = PrivateAttr(None)
     #: Where the node's lint server listens (set by ``prestart`` in the driver of a local run).
     _server: dict | None = PrivateAttr(None)
 
     def makes(self) -> set[str]:
-        return {"pylint_score", "comment_ratio", "lint_score"}
+        return {f"{self.prefix}{c}" for c in ("pylint_score", "comment_ratio", "lint_score")}
 
     def prestart(self, local: bool) -> LintServer | None:
         """A local run's driver starts the node's warm server before Ray, so it warms up while Ray and the earlier
@@ -84,11 +91,16 @@ class LintFilter(Stage):
         texts = table.column(self.column).to_pylist()
         langs = table.column("language").to_pylist() if "language" in table.column_names else ["python"] * len(texts)
         skip = {"raw": None, "ratio": None, "final": None, "reason": None, "detail": None}
+        if self.format_first:
+            from stages.filters.ruff import ruff_format
+
+            texts = [ruff_format(t)[0] if t and lang == "python" else t for t, lang in zip(texts, langs)]
         rows = [self.lint_one(text or "") if lang == "python" else skip for text, lang in zip(texts, langs)]
+        p = self.prefix
         return Verdict([r["reason"] for r in rows],
-                       columns={"pylint_score": pa.array([r["raw"] for r in rows], pa.float64()),
-                                "comment_ratio": pa.array([r["ratio"] for r in rows], pa.float64()),
-                                "lint_score": pa.array([r["final"] for r in rows], pa.float64())},
+                       columns={f"{p}pylint_score": pa.array([r["raw"] for r in rows], pa.float64()),
+                                f"{p}comment_ratio": pa.array([r["ratio"] for r in rows], pa.float64()),
+                                f"{p}lint_score": pa.array([r["final"] for r in rows], pa.float64())},
                        details=[r["detail"] for r in rows])
 
     def shard_info(self) -> dict[str, Any]:

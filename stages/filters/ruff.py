@@ -20,6 +20,16 @@ def ruff_bin() -> str:
     return find_ruff_bin()
 
 
+def ruff_format(text: str, line_length: int = 88) -> tuple[str, str | None]:
+    """(formatted text, None), or (the text unchanged, ruff's error) where ruff cannot format it. Isolated: no
+    configuration file is read."""
+    proc = subprocess.run([ruff_bin(), "format", "--isolated", f"--line-length={line_length}",
+                           "--stdin-filename=snippet.py", "-"], input=text, capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0:
+        return proc.stdout, None
+    return text, proc.stderr.strip()[:500] or f"ruff exited {proc.returncode}"
+
+
 class RuffGate(Stage):
     """Fast pre-gate before pylint: reject files with more ruff violations per line than allowed.
 
@@ -76,11 +86,7 @@ class RuffFormat(Stage):
         texts = table.column(self.column).to_pylist()
         out, reasons, details = [], [], []
         for t in texts:
-            proc = subprocess.run([ruff_bin(), "format", "--isolated", f"--line-length={self.line_length}",
-                                   "--stdin-filename=snippet.py", "-"], input=t or "", capture_output=True,
-                                  text=True, timeout=60)
-            if proc.returncode == 0:
-                out.append(proc.stdout), reasons.append(None), details.append(None)
-            else:
-                out.append(t), reasons.append("format_error"), details.append(proc.stderr.strip()[:500])
+            formatted, error = ruff_format(t or "", self.line_length)
+            out.append(t if error else formatted), reasons.append("format_error" if error else None)
+            details.append(error)
         return Verdict(reasons, columns={self.column: out, f"{self.column}_unformatted": texts}, details=details)

@@ -1,0 +1,56 @@
+"""The sample stage: the same rows on every rerun and under any sharding, a rate or an exact count."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import rows_of
+
+pytestmark = pytest.mark.fast
+
+
+def run(tmp_path, name: str, shard_bytes: int, sample: dict, rows: int = 300, files: int = 12) -> tuple[set, set]:
+    """``rows`` documents in ``files`` files (the same files, so the same ids, in every run), one shard per file
+    (``shard_bytes`` 1) or all in one."""
+    from pipeline.config import load_config
+    from pipeline.ledger import verify
+    from pipeline.runner import run_pipeline
+
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    for f in range(files):
+        (folder / f"{f:03d}.jsonl").write_text("".join(f'{{"id": "doc-{i}", "text": "document number {i}"}}\n'
+                                                       for i in range(rows) if i % files == f))
+    raw = {"kind": "web", "source": {"type": "documents", "paths": [str(folder)], "shard_bytes": shard_bytes},
+           "stages": [{"type": "sample", **sample}], "export": {"enabled": False}}
+    out = tmp_path / name
+    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")
+    assert verify(out) == []
+    kept = {r["id"] for r in rows_of(out, "01-sample", "kept")}
+    rejected = rows_of(out, "01-sample", "rejected")
+    assert {r["reason"] for r in rejected} <= {"not_sampled"}
+    return kept, {r["id"] for r in rejected}
+
+
+def test_the_same_rows_under_any_sharding(tmp_path):
+    a, ra = run(tmp_path, "a", 10**9, {"count": 25})
+    b, rb = run(tmp_path, "b", 1, {"count": 25})
+    assert a == b and len(a) == 25 and len(a | ra) == 300
+    c, _ = run(tmp_path, "c", 10**9, {"rate": 0.2})
+    d, _ = run(tmp_path, "d", 1, {"rate": 0.2})
+    assert c == d and 30 < len(c) < 90
+    e, _ = run(tmp_path, "e", 1, {"rate": 0.2, "seed": 7})
+    assert e != c  # another seed, another sample
+
+
+def test_one_of_rate_or_count():
+    from stages.filters.sample import Sample
+
+    with pytest.raises(ValueError, match="exactly one"):
+        Sample()
+    with pytest.raises(ValueError, match="exactly one"):
+        Sample(rate=0.1, count=3)
+    with pytest.raises(ValueError):
+        Sample(rate=1.5)
