@@ -10,15 +10,14 @@ title reads as Japanese before extracting anything. A page passes when
   ``min_title_score`` — a template's ``lang="en"`` on a Japanese page does not lose it.
 
 Everything else is rejected as ``prefilter_other_language`` (detail: what the page declared and what its title
-read as). Only the first ``head_chars`` characters are searched (regular expressions, no parse). Columns:
+read as). Only the first ``head_chars`` characters are searched, in one linear pass over their tags
+(``head_tags.py``: no regular expression, no parse). Columns:
 ``declared_language`` (lowercased, as written), ``title_language``, ``title_language_score``. The full language ID
 after extraction still decides; this stage only spares the extraction of pages that cannot pass it.
 """
 
 from __future__ import annotations
 
-import html as htmllib
-import re
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -26,14 +25,9 @@ from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
+from stages.extract.head_tags import declared_language, title_text
 from stages.extract.langid import load_model, model_problems, top_language
 
-HTML_LANG = re.compile(rb"<html\b[^>]*?\b(?:xml:)?lang\s*=\s*[\"']?\s*([A-Za-z_-]{2,20})", re.I)
-META_LANG = re.compile(rb"<meta\b[^>]*?http-equiv\s*=\s*[\"']?content-language[\"']?[^>]*?content\s*=\s*[\"']?\s*"
-                       rb"([A-Za-z_-]{2,20})|<meta\b[^>]*?content\s*=\s*[\"']?\s*([A-Za-z_-]{2,20})[\"']?[^>]*?"
-                       rb"http-equiv\s*=\s*[\"']?content-language", re.I)
-TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
-TAG = re.compile(r"<[^>]+>")
 #: How pages write a language besides its ISO code.
 ALIASES = {"jp": "ja", "japanese": "ja", "english": "en", "chinese": "zh", "korean": "ko"}
 
@@ -41,27 +35,20 @@ ALIASES = {"jp": "ja", "japanese": "ja", "english": "en", "chinese": "zh", "kore
 def declared(head: str) -> str | None:
     """The language the page's markup declares (``<html lang>`` first, then the Content-Language meta), as written,
     lowercased; None when it declares none."""
-    raw = head.encode("utf-8", "surrogatepass")
-    m = HTML_LANG.search(raw)
-    if m:
-        return m.group(1).decode("ascii").lower()
-    m = META_LANG.search(raw)
-    if m:
-        return (m.group(1) or m.group(2)).decode("ascii").lower()
-    return None
+    tag = declared_language(head)
+    return tag.lower() if tag else None
 
 
 def base_language(tag: str | None) -> str | None:
     """``ja-JP`` -> ``ja``; ``japanese`` -> ``ja``."""
     if not tag:
         return None
-    base = re.split(r"[-_]", tag)[0]
+    base = tag.replace("_", "-").split("-")[0]
     return ALIASES.get(base, base)
 
 
 def title(head: str) -> str:
-    m = TITLE.search(head)
-    return " ".join(htmllib.unescape(TAG.sub(" ", m.group(1))).split()) if m else ""
+    return title_text(head)
 
 
 class LanguagePrefilter(Stage):

@@ -242,13 +242,38 @@ def _mark_asciimath_text(tree) -> int:
     return n
 
 
+#: The reference of ``bbcode_math`` (same output in linear time; the pattern rescans to the end from every
+#: unclosed ``[math]``: quadratic); kept for the equivalence test, never run on a page.
 BBCODE = re.compile(r"\[(math|tex|latex|itex)\](.+?)\[/\1\]", re.S | re.I)
+_BB_TAGS = ("math", "tex", "latex", "itex")
 
 
 def bbcode_math(text: str) -> str:
-    """Forum markup: ``[math]…[/math]``/``[tex]`` (display), ``[itex]``/``[latex]`` (inline) -> delimiters."""
-    def one(m):
-        inline = m.group(1).lower() in ("itex", "latex")
-        return f"${m.group(2).strip()}$" if inline else f"$${m.group(2).strip()}$$"
+    """Forum markup: ``[math]…[/math]``/``[tex]`` (display), ``[itex]``/``[latex]`` (inline) -> delimiters.
 
-    return BBCODE.sub(one, text)
+    One pass: each opener ends at the first closer of its tag after at least one character; an opener with no
+    closer means no later opener of that tag has one (it is not searched again)."""
+    if "[" not in text:
+        return text
+    low = text.lower()
+    out, pos, i, dead = [], 0, 0, set()
+    while True:
+        i = low.find("[", i)
+        if i < 0:
+            break
+        tag = next((t for t in _BB_TAGS if t not in dead and low.startswith(t + "]", i + 1)), None)
+        if tag is None:
+            i += 1
+            continue
+        body_start = i + len(tag) + 2
+        close = low.find(f"[/{tag}]", body_start + 1)
+        if close < 0:
+            dead.add(tag)
+            i += 1
+            continue
+        body = text[body_start:close].strip()
+        out.append(text[pos:i])
+        out.append(f"${body}$" if tag in ("itex", "latex") else f"$${body}$$")
+        pos = i = close + len(tag) + 3
+    out.append(text[pos:])
+    return "".join(out)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
 from pipeline.verdict import Verdict
-from stages.filters.text_units import FORMULA, mask_math, sentences
+from stages.filters.text_units import formula_fullmatch, mask_math, sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -62,7 +62,7 @@ class C4Filter(DocumentFilter):
         reason = None
         for line in text.splitlines():
             line = line.strip()
-            if self.math_aware and line and FORMULA.fullmatch(line) and line.startswith(("$$", "\\[")):
+            if self.math_aware and line and formula_fullmatch(line) and line.startswith(("$$", "\\[")):
                 kept.append(line)
                 continue
             ws = line.split()

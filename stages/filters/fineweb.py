@@ -14,7 +14,7 @@ from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.gopher import duplicates
-from stages.filters.text_units import FORMULA, ends_with_terminal, mask_math, words
+from stages.filters.text_units import formula_fullmatch, ends_with_terminal, mask_math, words
 from stages.filters.word_counting import WordCountingFilter
 
 
@@ -40,7 +40,7 @@ class FineWebFilter(WordCountingFilter):
     def measure(self, text: str) -> dict:
         lines = [line for line in text.split("\n") if line.strip() != ""]
         if self.math_aware:
-            prose = [line for line in lines if not FORMULA.fullmatch(line.strip())] or lines
+            prose = [line for line in lines if not formula_fullmatch(line.strip())] or lines
         else:
             prose = lines
         m = {"line_punct": 0.0, "short_lines": 0.0, "dup_chars": 0.0, "newlines_per_word": 0.0, "empty": not lines}

@@ -18,7 +18,66 @@ from functools import lru_cache
 import regex
 
 TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
+#: A delimited formula: ``$$…$$``, ``$…$`` (one line, not after ``\`` or ``$``), ``\(…\)``, ``\[…\]``. The reference
+#: of ``formula_spans`` / ``formula_fullmatch``, which give its matches in linear time (it rescans to the end from
+#: every unclosed ``\(``: quadratic); kept for the equivalence test, never run on a corpus.
 FORMULA = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$[^$\n]+?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.S)
+_PAIRS = {"$$": "$$", "\\(": "\\)", "\\[": "\\]"}
+
+
+def formula_spans(text: str) -> list[tuple[int, int]]:
+    """The spans ``FORMULA.finditer`` matches, in one linear pass: a ``$$``/``\\(``/``\\[`` opener ends at the
+    first closer after at least one character, and an opener with no closer after it means no later one of its
+    kind has one either (it is skipped, not rescanned); a ``$`` runs to the next ``$`` on its line."""
+    spans: list[tuple[int, int]] = []
+    n, i = len(text), 0
+    dead = set()
+    nxt = {c: text.find(c) for c in "$\\"}
+    while i < n:
+        for c in nxt:
+            if 0 <= nxt[c] < i:
+                nxt[c] = text.find(c, i)
+        live = [p for p in nxt.values() if p >= 0]
+        if not live:
+            break
+        j = min(live)
+        two = text[j:j + 2]
+        if two in _PAIRS and two not in dead:
+            close = text.find(_PAIRS[two], j + 3)
+            if close >= 0:
+                spans.append((j, close + 2))
+                i = close + 2
+                continue
+            dead.add(two)
+        if text[j] == "$" and (j == 0 or text[j - 1] not in "\\$"):
+            k = j + 1
+            while k < n and text[k] not in "$\n":
+                k += 1
+            if k < n and text[k] == "$" and k > j + 1:
+                spans.append((j, k + 1))
+                i = k + 1
+                continue
+        i = j + 1
+    return spans
+
+
+def formula_fullmatch(s: str) -> bool:
+    """``FORMULA.fullmatch(s) is not None``, in linear time."""
+    for opener, closer in _PAIRS.items():
+        if len(s) >= 5 and s.startswith(opener) and s.endswith(closer):
+            return True
+    return len(s) >= 3 and s[0] == "$" and s[-1] == "$" and "$" not in s[1:-1] and "\n" not in s[1:-1]
+
+
+def formula_sub(text: str, replacement: str) -> str:
+    """``FORMULA.sub(replacement, text)`` for a plain replacement."""
+    out, pos = [], 0
+    for start, end in formula_spans(text):
+        out.append(text[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 MATH_WORD = "MATH"
 
 
@@ -111,7 +170,7 @@ def ends_with_terminal(line: str) -> bool:
 
 def mask_math(text: str) -> str:
     """``text`` with every delimited formula replaced by the word ``MATH`` (line breaks inside it kept out)."""
-    return FORMULA.sub(f" {MATH_WORD} ", text)
+    return formula_sub(text, f" {MATH_WORD} ")
 
 
 # What reads as TeX (the math score and the extraction child count formulas so; here, in a module that imports
@@ -135,8 +194,8 @@ def is_math_symbol(ch: str) -> bool:
 
 def tex_spans(text: str) -> int:
     n = 0
-    for m in FORMULA.finditer(text):
-        body = m.group(0)
+    for start, end in formula_spans(text):
+        body = text[start:end]
         if CODE_MARKS.search(body):
             continue
         if COMMANDS.search(body) or SCRIPT.search(body):

@@ -34,7 +34,51 @@ from stages.ingest.http_body import TooLarge, decode_content, parse_http
 from stages.ingest.warc_reader import Junk, Record, iter_records
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
+#: The reference of ``meta_charset`` (which gives its first match in linear time; the pattern backtracks through
+#: every unclosed ``<meta``: quadratic); kept for the equivalence test, never run on a corpus.
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+_CHARSET_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-:.")
+_WS = b" \t\n\r\f\v"
+
+
+def _charset_at(low: bytes, raw: bytes, k: int, end: int) -> bytes | None:
+    """The charset token of ``charset = "token`` starting at ``k`` (just after ``charset``), within ``end``."""
+    while k < end and low[k] in _WS:
+        k += 1
+    if k >= end or low[k] != ord("="):
+        return None
+    k += 1
+    while k < end and low[k] in _WS:
+        k += 1
+    if k < end and low[k] in b"\"'":
+        k += 1
+    while k < end and low[k] in _WS:
+        k += 1
+    v = k
+    while k < end and raw[k] in _CHARSET_CHARS:
+        k += 1
+    return raw[v:k] if k > v else None
+
+
+def meta_charset(body: bytes) -> bytes | None:
+    """``META_CHARSET.search(body).group(1)`` in linear time: the last ``charset=`` assignment inside the first
+    ``<meta`` tag (up to its first ``>``) that has one. Tags without a ``>`` end at the text's end, so every later
+    ``<meta`` lies inside the first one's span and is settled with it."""
+    low = body.lower()
+    pos = 0
+    while True:
+        i = low.find(b"<meta", pos)
+        if i < 0:
+            return None
+        end = low.find(b">", i + 5)
+        end = len(low) if end < 0 else end
+        k = low.rfind(b"charset", i + 6, end)
+        while k >= 0:
+            value = _charset_at(low, body, k + 7, end)
+            if value:
+                return value
+            k = low.rfind(b"charset", i + 6, k)
+        pos = end
 HTML_SNIFF = re.compile(rb"<(!doctype\s+html|html|head|body|div|p|table|title|meta|a|span|br)[\s>/]", re.I)
 #: Record types that become rows; every other type is counted in the stats (``records_<type>``).
 ROW_TYPES = ("response", "revisit", "conversion")
@@ -45,7 +89,7 @@ BATCH_ROWS, BATCH_BYTES = 512, 64 << 20
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 COLUMNS = {"id": pa.string(), "text": pa.string(), "html": pa.string(), "source_file": pa.string(),
-           "source_offset": pa.int64(), "url": pa.string(), "license": pa.string(), "warc_date": pa.string(),
+           "source_offset": pa.int64(), "warc_inner_offset": pa.int64(), "url": pa.string(), "license": pa.string(), "warc_date": pa.string(),
            "warc_record_id": pa.string(), "warc_type": pa.string(), "http_status": pa.int64(),
            "content_type": pa.string(), "charset": pa.string(), "reason": pa.string(), "detail": pa.string()}
 
@@ -83,9 +127,9 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str | None, st
     candidates = []
     if header_charset:
         candidates.append(header_charset)
-    m = META_CHARSET.search(body[:8192])
-    if m:
-        candidates.append(m.group(1).decode("ascii", "ignore"))
+    found = meta_charset(body[:8192])
+    if found:
+        candidates.append(found.decode("ascii", "ignore"))
     for enc in candidates:
         codec = _text_codec(enc)
         if codec is None:
@@ -181,7 +225,7 @@ class WarcSource(Source):
                 for item in iter_records(f, self.max_bytes + HTTP_HEAD):
                     if isinstance(item, Junk):
                         counts["junk_spans"] = counts.get("junk_spans", 0) + 1  # (bytes that are no record)
-                        yield self.row(path, item.offset,
+                        yield self.row(path, item.offset, item.inner,
                                        reason="truncated_record" if item.truncated else "corrupt_record",
                                        detail=f"{item.detail} ({item.size} bytes)")
                         continue
@@ -194,21 +238,23 @@ class WarcSource(Source):
             except OSError as exc:  # the file itself could not be read further (a remote connection lost)
                 yield self.row(path, -1, reason="corrupt_file", detail=f"{type(exc).__name__}: {exc}")
 
-    def row(self, path: str, offset: int, **values) -> dict:
-        return {"id": make_id(path, offset), "source_file": path, "source_offset": offset, "license": self.license,
-                **values}
+    def row(self, path: str, offset: int, inner: int = 0, **values) -> dict:
+        """A row's id is a function of the file and where the record starts: its gzip member's offset and, in a
+        member holding several records (a WARC gzipped as one stream), how far into the member; so unique."""
+        return {"id": make_id(path, offset if not inner else f"{offset}+{inner}"), "source_file": path,
+                "source_offset": offset, "warc_inner_offset": inner, "license": self.license, **values}
 
     def guarded(self, path: str, rec: Record, kind: str) -> dict:
         """``from_record``, with anything it did not foresee made this record's reason, never the file's end."""
         try:
             return self.from_record(path, rec, kind)
         except Exception as exc:  # noqa: BLE001 - one record's problem, named; the next record is read as usual
-            return self.row(path, rec.offset, warc_type=kind, reason=f"error:{type(exc).__name__}",
+            return self.row(path, rec.offset, rec.inner, warc_type=kind, reason=f"error:{type(exc).__name__}",
                             detail=str(exc)[:500])
 
     def from_record(self, path: str, rec: Record, kind: str) -> dict:
         url = (rec.get("WARC-Target-URI") or "").strip().strip("<>") or None
-        base = self.row(path, rec.offset, url=url, warc_date=rec.get("WARC-Date"),
+        base = self.row(path, rec.offset, rec.inner, url=url, warc_date=rec.get("WARC-Date"),
                         warc_record_id=rec.get("WARC-Record-ID"), warc_type=kind)
         if rec.problem == "bad_length":
             return {**base, "reason": "bad_content_length", "detail": rec.detail}

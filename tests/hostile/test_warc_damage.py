@@ -76,6 +76,18 @@ def test_a_lying_content_length_loses_no_record(tmp_path, name, change, compress
         rows, counts = read(path)
         got = by_record_id(rows)
         vid = next(iter(by_record_id(read_one(tmp_path, records[v], compressed))))
+        if change == "+two_records" and not compressed and b"WARC-Block-Digest" not in records[v][:4000]:
+            # A length that swallows exactly two records and ends on a clean trailer, in a plain file whose records
+            # carry no block digest, is a record whose block holds two records' text: nothing tells it from a page
+            # that holds such text, and a consistent length wins over its block's content (issue 42: a page must
+            # not forge records). warcio reads the file the same way: the victim, then the records after the two.
+            swallowed = set(by_record_id(read_one(tmp_path, records[v + 1], False))) | \
+                set(by_record_id(read_one(tmp_path, records[v + 2], False)))
+            assert got.pop(vid)["reason"] == want[vid]["reason"] and not swallowed & set(got), (v, change)
+            assert got == {k: x for k, x in want.items() if k != vid and k not in swallowed}, (v, change)
+            assert not counts.get("damaged_records") and not counts.get("junk_spans"), (v, change)
+            assert type_counts(counts) == warcio_types(damaged[:v + 1] + damaged[v + 3:]), (v, change)
+            continue
         assert got.pop(vid)["reason"] == "bad_content_length", (v, change)
         assert got == {k: x for k, x in want.items() if k != vid}, (v, change)  # every other record as before
         assert type_counts(counts) == warcio_types(damaged), (v, change)
@@ -149,8 +161,9 @@ def read_one_file(tmp_path, data: bytes) -> list[dict]:
 @pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "plain"])
 @pytest.mark.parametrize("name", ONE)
 def test_broken_headers_are_rows_and_the_next_record_is_read(tmp_path, name, compressed):
-    """A header with no Content-Length, a non-numeric one, one over 64 KB, a version line only: each is one
-    ``corrupt_record`` row where it stood; every other record is read as before."""
+    """A header with no Content-Length, a non-numeric one, one over the 1 MiB limit, a version line only: each is
+    one ``corrupt_record`` row where it stood; every other record is read as before. A 70 KB header (warcio reads
+    it) is a record like any other."""
     records = records_of(name)
     want = by_record_id(read_one_file(tmp_path, pack(records, compressed)))
     v = victims(records)[1]
@@ -159,7 +172,7 @@ def test_broken_headers_are_rows_and_the_next_record_is_read(tmp_path, name, com
     breakers = {
         "no_length": records[v].replace(b"Content-Length:", b"Content-Lenght:", 1),
         "not_a_number": with_length(records[v], 0).replace(b"Content-Length: 0", b"Content-Length: 12a", 1),
-        "huge_header": records[v][:head_end] + b"\r\nX-Pad: " + b"a" * 70_000 + records[v][head_end:],
+        "huge_header": records[v][:head_end] + b"\r\nX-Pad: " + b"a" * 1_100_000 + records[v][head_end:],
         "version_only": b"WARC/1.0\r\n\r\n",
     }
     for what, broken in breakers.items():
@@ -172,3 +185,9 @@ def test_broken_headers_are_rows_and_the_next_record_is_read(tmp_path, name, com
         junk = [r for r in rows if r["warc_record_id"] is None]
         assert len(junk) == 1 and junk[0]["source_offset"] == len(pack(records[:v], compressed)), what
         assert type_counts(counts) == warcio_types(records[:v] + records[v + 1:]), what
+    damaged = list(records)
+    damaged[v] = records[v][:head_end] + b"\r\nX-Pad: " + b"a" * 70_000 + records[v][head_end:]
+    path = tmp_path / "big_header.warc"
+    path.write_bytes(pack(damaged, compressed))
+    rows, counts = read(path)
+    assert by_record_id(rows) == want and not counts.get("junk_spans") and not counts.get("damaged_records")
