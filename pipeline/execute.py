@@ -28,6 +28,7 @@ from pipeline.component import Component
 from pipeline.errors import ConfigError, SetupError, WorkerBroken
 from pipeline.phase import Phase, check_where
 from pipeline.records import check_schema, conform, empty_table, make_id
+from pipeline.row_budget import RowTimeout, budget
 from pipeline.shards import DONE, KEPT, REJECTED, STATS, StageDir, seal, write_json, write_parquet
 from pipeline.task import ShardContext, StageContext, Task
 from pipeline.verdict import Verdict
@@ -46,13 +47,20 @@ def text_bytes(table: pa.Table) -> int:
 
 
 def safe_process(stage: Component, batch: pa.Table, ctx: ShardContext | None = None) -> Verdict:
-    """Run ``stage.process``; if the batch raises, retry row by row and reject only the rows that raise."""
+    """Run ``stage.process`` within the batch's time budget (``row_budget.py``); if the batch raises or runs out of
+    time, retry row by row and reject only the rows that raise (``error:<Type>``) or run out alone
+    (``row_timeout``)."""
+    per_row = getattr(stage, "row_timeout_s", None)
     try:
-        verdict = stage.process(batch, ctx)
+        with budget(per_row * len(batch) if per_row else None):
+            verdict = stage.process(batch, ctx)
         verdict.check(len(batch), stage.name, stage.makes() if hasattr(stage, "makes") else None)
         return verdict
     except (AssertionError, WorkerBroken, SetupError):  # a framework bug, a broken worker (retried elsewhere), or
         raise  # heavy state a stage starts on its first batch that could not start (the run stops)
+    except RowTimeout:
+        if len(batch) == 1:
+            return Verdict(reasons=["row_timeout"], details=[f"no verdict within row_timeout_s {per_row:g} s"])
     except Exception as exc:  # noqa: BLE001 - isolated per row below
         if len(batch) == 1:
             return Verdict(

@@ -42,6 +42,9 @@ class Stage(Component):
     #: Only rows where this holds go through the stage; the others pass through unchanged and kept, counted as
     #: ``passed_through`` (grammar: ``pipeline/where.py``; e.g. ``llm_score < 8``).
     where: str | None = None
+    #: Seconds one row may take in ``process`` (a batch gets this times its rows, then each row alone): a row over
+    #: it is rejected as ``row_timeout`` and the run goes on (``pipeline/row_budget.py``; where it holds). None: off.
+    row_timeout_s: float | None = Field(300.0, gt=0, le=86_400)
 
     @field_validator("where")
     @classmethod

@@ -251,3 +251,27 @@ def _engine_killer():
 
 
 EngineKiller = _engine_killer()
+
+
+class Hangs(Stage):
+    """Rows whose text holds ``HANG`` never finish (a pure-Python loop, or a backtracking pattern with ``regex``);
+    the others pass. For the per-row time budget."""
+
+    type: ClassVar[str] = "test_hangs"
+    how: str = "loop"
+
+    def makes(self) -> set[str]:
+        return set()
+
+    def process(self, table, ctx=None):
+        import re
+
+        from pipeline.stage import Verdict
+
+        for text in table.column("text").to_pylist():
+            if text and "HANG" in text:
+                if self.how == "regex":  # exponential backtracking, inside the C regex engine
+                    re.match(r"(a+)+$", "a" * 64 + "b")
+                while True:
+                    pass
+        return Verdict([None] * len(table))
