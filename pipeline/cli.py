@@ -73,6 +73,8 @@ def cmd_run(args) -> int:
                            export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
+    if summary.get("root"):
+        print(f"root: {summary['root']}   (every sealed file of the run under one hash)")
     if summary.get("report"):
         print(f"report: {summary['report']}")
     elif summary.get("report_error"):
@@ -195,8 +197,9 @@ def guess_source(inputs: list[str], source: str | None, kind: str | None) -> tup
 
 def cmd_verify(args) -> int:
     from pipeline.ledger import verify
+    from pipeline.run_tree import leaves, root_of
 
-    problems = verify(args.run_dir)
+    problems = verify(args.run_dir, args.root)
     if problems:
         for p in problems:
             print(f"FAIL {p}", file=sys.stderr)
@@ -207,6 +210,8 @@ def cmd_verify(args) -> int:
     st = collect_stats(args.run_dir)["stages"]
     print(f"verify: OK: {len(st)} stages; every input id is kept or rejected exactly once "
           f"({st[0]['in']:,} records in, {st[-1]['kept']:,} kept at the end)")
+    print(f"root: {root_of(leaves(Path(args.run_dir)))}  (every sealed file of the run; check a copy with "
+          f"`swallow verify COPY --root ROOT`)")
     return 0
 
 
@@ -250,7 +255,10 @@ def cmd_export(args) -> int:
     raw = yaml.safe_load((Path(args.run_dir) / "run.yaml").read_text())
     cfg = load_config(None, args.set, raw=raw)
     out = cfg.export.write(Path(args.run_dir), cfg)
+    from pipeline.run_tree import write_root
+
     print(f"dataset written to {out}")
+    print(f"root: {write_root(Path(args.run_dir))}")
     return 0
 
 
@@ -289,6 +297,8 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
                        description="Re-read every shard of RUN_DIR and check counts and ids stage by stage; "
                        "exit 1 naming each stage/shard that violates the ledger.")
     v.add_argument("run_dir")
+    v.add_argument("--root", metavar="HEX", help="the root hash the run must have (printed at the end of the run, "
+                   "by verify and export): checks a copy against a root held elsewhere")
     v.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("stats", help="per-stage counts, rejection reasons, bytes and time of a run")

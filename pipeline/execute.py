@@ -302,7 +302,13 @@ class SourcePhase(Phase):
     name = "read"
 
     def tasks(self, component, ctx: StageContext) -> list[Task]:
+        from pipeline.run_tree import KEY
+
         plan = json.loads((Path(ctx.run_dir) / "plan.json").read_text())
+        bad = [k for k in plan if not KEY.match(str(k))]
+        if bad:  # a key is a file name in every stage folder: `../x` would write outside the run
+            raise ConfigError(f"{ctx.run_dir}/plan.json: shard key {bad[0]!r} is not a plain name (letters, digits, "
+                              f"_ and -); the plan was edited: start the run in a new folder")
         return [Task(self.name, shard, spec=spec) for shard, spec in plan.items()]
 
     def is_done(self, ctx: StageContext, key: str) -> bool:

@@ -34,13 +34,24 @@ def _ids(path: Path) -> list[str]:
     return pq.read_table(path, columns=["id"]).column("id").to_pylist()
 
 
-def verify(run_dir: str | Path) -> list[str]:
-    """Return a list of problems (empty when the run is complete and consistent)."""
+def verify(run_dir: str | Path, root: str | None = None) -> list[str]:
+    """Return a list of problems (empty when the run is complete and consistent). ``root``: a root hash held
+    elsewhere that the run must have (``pipeline/run_tree.py``)."""
+    from pipeline.run_tree import check_root, stray_files
+
     run_dir = Path(run_dir)
-    problems: list[str] = []
     plan_path = run_dir / "plan.json"
     if not plan_path.exists():
         return [f"{run_dir}: no plan.json: not a run directory"]
+    strays = stray_files(run_dir)
+    if any("symbolic link" in p or "plan.json" in p for p in strays):
+        return strays  # nothing is read through a link or a key that leaves the run
+    problems = strays + check_root(run_dir, root)[1] + _verify_ledger(run_dir, plan_path)
+    return problems
+
+
+def _verify_ledger(run_dir: Path, plan_path: Path) -> list[str]:
+    problems: list[str] = []
     planned = sorted(json.loads(plan_path.read_text()))
     stages = list_stages(run_dir)
     if not stages:

@@ -212,6 +212,10 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
         do_export = cfg.export.enabled if export is None else export
         if do_export:
             cfg.export.write(run_dir, cfg)
+        if stages_done:  # every sealed file of the run under one hash (pipeline/run_tree.py)
+            from pipeline.run_tree import write_root
+
+            summary["root"] = write_root(run_dir)
         if report:
             from pipeline.report import write_report
 

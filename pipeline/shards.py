@@ -100,6 +100,11 @@ def check_seal(root: Path, files: dict[str, Any], where: str) -> list[str]:
     problems = []
     for rel, want in files.items():
         path = root / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or any(
+                (root / Path(*Path(rel).parts[:i + 1])).is_symlink() for i in range(len(Path(rel).parts))):
+            problems.append(f"{where}: its marker names {rel!r}, which is outside the run or through a link "
+                            f"(not read)")
+            continue
         if not path.is_file():
             problems.append(f"{where}: {rel} is missing")
             continue

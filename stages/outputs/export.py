@@ -41,7 +41,28 @@ class DatasetOutput(Output):
         return export_dataset(run_dir, cfg, self)
 
     def verify(self, run_dir: Path) -> list[str]:
-        return verify_dataset(run_dir)
+        return verify_dataset(run_dir) + self.verify_card(Path(run_dir))
+
+    def verify_card(self, run_dir: Path) -> list[str]:
+        """The card says what the run's verified stats say (written again and compared)."""
+        card = run_dir / "dataset" / "README.md"
+        if not card.is_file() or card.is_symlink():
+            return []
+        import yaml as _yaml
+
+        from pipeline.config import load_config
+
+        cfg = load_config(None, raw=_yaml.safe_load((run_dir / "run.yaml").read_text()))
+        text = card.read_text(encoding="utf-8", errors="replace")
+        try:  # the name it was written with (the run folder's, by default: a copy elsewhere keeps it)
+            name = _yaml.safe_load(text.split("---", 2)[1]).get("pretty_name")
+        except (IndexError, AttributeError, _yaml.YAMLError):
+            name = None
+        want = render_card(cfg, self, collect_stats(run_dir), run_dir, name=name)
+        if text != want:
+            return ["dataset/README.md: the card differs from what the run's verified figures give (edited after "
+                    "the export?); re-export with `swallow export RUN`"]
+        return []
 
 
 def final_columns(table_schema: pa.Schema, kind: str, wanted: list[str]) -> list[str]:
@@ -176,13 +197,21 @@ def source_licenses(run_dir: Path) -> Counter:
 
 
 def write_card(out_root: Path, cfg, out, stats: dict, run_dir: Path) -> Path:
+    card = out_root / "README.md"
+    write_atomic_bytes(card, render_card(cfg, out, stats, run_dir).encode())
+    (out_root / "stats.json").write_text(json.dumps(stats, indent=1))
+    return card
 
+
+def render_card(cfg, out, stats: dict, run_dir: Path, name: str | None = None) -> str:
+    """The card's text: a function of the config and the run's verified stats alone, so ``verify`` can write it
+    again and compare (a card whose figures were edited is found)."""
     stages = stats["stages"]
     n_final = stages[-1]["kept"] if stages else 0
     header = {
         "license": out.license,
         "language": list(out.language),
-        "pretty_name": out.pretty_name or run_dir.name,
+        "pretty_name": out.pretty_name or name or run_dir.name,
         "size_categories": [size_category(n_final)],
         "task_categories": ["text-generation"],
         "tags": ["pretraining", "swallow-curator", cfg.kind],
@@ -222,7 +251,4 @@ def write_card(out_root: Path, cfg, out, stats: dict, run_dir: Path) -> Path:
             lines.append(f"| {name} | {n:,} |")
     lines += ["", "## Files", "", "- `data/train-*.parquet`: the records (text and provenance columns).",
               "- `megatron-data-path.txt`: Megatron-LM `--data-path` (tokens-weighted prefixes), if tokenized.", ""]
-    card = out_root / "README.md"
-    write_atomic_bytes(card, "\n".join(lines).encode())
-    (out_root / "stats.json").write_text(json.dumps(stats, indent=1))
-    return card
+    return "\n".join(lines)

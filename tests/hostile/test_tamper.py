@@ -155,3 +155,118 @@ def test_publish_refuses_a_run_that_does_not_verify(run, capsys):
     pq.write_table(table.set_column(1, "text", pa.array(["x"] * len(table), pa.string())), kept)
     assert main(["publish", str(run), "--repo-id=org/name", "--dry-run"]) == 2
     assert "does not verify" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- one tree of hashes (issue 42)
+def reseal(marker_path, rel_key, path):
+    """Rewrite a marker so that its seal of ``rel_key`` matches the file as it is now (what an editor who knows the
+    format would do)."""
+    from pipeline.shards import file_seal
+
+    marker = json.loads(marker_path.read_text())
+    marker["files"][rel_key] = file_seal(path)
+    marker_path.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+
+
+def test_an_edit_with_a_resealed_marker_changes_the_root(run):
+    from pipeline.run_tree import check_root
+
+    root_before = json.loads((run / "root.json").read_text())["root"]
+    sd = sorted((run / "stages").iterdir())[1]
+    kept = sorted((sd / "kept").glob("*.parquet"))[0]
+    table = pq.read_table(kept)
+    texts = table.column("text").to_pylist()
+    texts[0] = texts[0].replace("return", "return -")
+    pq.write_table(table.set_column(table.column_names.index("text"), "text", pa.array(texts)), kept)
+    reseal(sd / "done" / f"{kept.stem}.json", "kept", kept)
+    problems = verify(run)
+    assert any("changed since the run ended" in p and f"{sd.name}/done/{kept.stem}.json" in p for p in problems)
+    assert verify(run, root=root_before)  # and anyone holding the root sees it too
+    assert check_root(run)[0] != root_before
+
+
+def test_a_dataset_edit_with_a_resealed_manifest_changes_the_root(run):
+    from stages.outputs.export import file_digest
+
+    data = sorted((run / "dataset" / "data").glob("*.parquet"))[0]
+    table = pq.read_table(data)
+    pq.write_table(table.slice(1), data)
+    manifest = json.loads((run / "dataset" / "manifest.json").read_text())
+    manifest["files"][data.name] = file_digest(data)
+    (run / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    assert any("dataset/manifest.json" in p for p in verify(run))
+
+
+def test_a_copy_checks_against_a_root_held_elsewhere(run, tmp_path):
+    from pipeline.run_tree import check_root
+
+    root = json.loads((run / "root.json").read_text())["root"]
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert verify(copy, root=root) == [] and check_root(copy)[0] == root
+    assert any("not the" in p for p in verify(copy, root="0" * 64))
+
+
+@pytest.mark.parametrize("what", ["card", "funnel", "megatron"])
+def test_links_out_of_the_run_are_refused(run, tmp_path, what):
+    from stages.outputs.publish import PublishError, publish
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the run")
+    target = {"card": run / "dataset" / "README.md", "funnel": run / "dataset" / "funnel.png",
+              "megatron": next((run / "stages").glob("*-tokenize"), run / "stages" / "x") / "megatron" / "extra.bin"}
+    link = target[what]
+    if what == "megatron" and not link.parent.exists():
+        pytest.skip("no tokenize stage (the GPT-2 tokenizer of ../shared/data is absent)")
+    link.unlink(missing_ok=True)
+    link.symlink_to(secret)
+    problems = verify(run)
+    assert any("symbolic link" in p for p in problems), problems
+    with pytest.raises(PublishError, match="does not verify"):
+        publish(run, "user/name", dry_run=True)
+
+
+def test_an_unsealed_extra_shard_file_is_flagged(run):
+    sd = sorted((run / "stages").iterdir())[1]
+    kept = sorted((sd / "kept").glob("*.parquet"))[0]
+    shutil.copy(kept, sd / "kept" / "99999.parquet")
+    assert any("99999.parquet: not written by a finished shard" in p for p in verify(run))
+
+
+def test_a_plan_key_that_leaves_the_run_is_refused(run, tmp_path):
+    from pipeline.errors import ConfigError
+
+    plan = json.loads((run / "plan.json").read_text())
+    key = next(iter(plan))
+    plan["../../escape"] = plan.pop(key)
+    (run / "plan.json").write_text(json.dumps(plan))
+    assert any("not a plain name" in p for p in verify(run))
+    raw = yaml_of(run)
+    with pytest.raises(ConfigError, match="not a plain name"):
+        run_pipeline(load_config(None, raw=raw), run, progress=False, executor="inline")
+    assert not (tmp_path / "escape").exists() and not (run.parent.parent / "escape").exists()
+
+
+def test_a_marker_naming_a_path_outside_is_not_read(run):
+    sd = sorted((run / "stages").iterdir())[1]
+    marker_path = sorted((sd / "done").glob("*.json"))[0]
+    marker = json.loads(marker_path.read_text())
+    marker["files"]["../../../../etc/hostname"] = {"bytes": 1, "sha256": "0" * 64}
+    marker_path.write_text(json.dumps(marker))
+    assert any("outside the run" in p for p in verify(run))
+
+
+def yaml_of(run) -> dict:
+    import yaml
+
+    return yaml.safe_load((run / "run.yaml").read_text())
+
+
+def test_the_cards_figures_are_checked(run):
+    card = run / "dataset" / "README.md"
+    text = card.read_text()
+    import re
+
+    m = re.search(r"\| 0 \| ingest \| (\d[\d,]*) \|", text)
+    card.write_text(text.replace(m.group(0), m.group(0).replace(m.group(1), "1,000,000")))
+    assert any("README.md: the card differs" in p for p in verify(run))
