@@ -16,12 +16,24 @@ from pipeline.shards import KEPT, REJECTED
 VOLATILE = {"extract_wall_s", "lint_wall_s", "wall_s", "finished", "started", "host"}
 
 
+class Unreadable(ValueError):
+    """A shard file that is no Parquet (or not ours): named, never a traceback."""
+
+
 def _rows(stage_dir: Path, part: str) -> pa.Table | None:
     files = sorted((stage_dir / part).glob("*.parquet"))
     files = [f for f in files if not f.name.startswith(".tmp-")]
     if not files:
         return None
-    t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f))
+        except (pa.ArrowException, OSError) as exc:
+            raise Unreadable(f"{f}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    t = pa.concat_tables(tables, promote_options="permissive")
+    if "id" not in t.column_names:
+        raise Unreadable(f"{stage_dir / part}: no id column")
     return t.sort_by("id") if len(t) else t
 
 
@@ -38,7 +50,11 @@ def compare(a: str | Path, b: str | Path, limit: int = 20) -> list[str]:
         out.append(f"stages differ: {sorted(sa)} vs {sorted(sb)}")
     for name in sorted(set(sa) & set(sb)):
         for part in (KEPT, REJECTED):
-            ta, tb = _rows(sa[name].path, part), _rows(sb[name].path, part)
+            try:
+                ta, tb = _rows(sa[name].path, part), _rows(sb[name].path, part)
+            except Unreadable as exc:
+                out.append(f"{name}/{part}: {exc}")
+                continue
             if ta is None or tb is None:
                 if (ta is None) != (tb is None) and (ta if ta is not None else tb).num_rows:
                     out.append(f"{name}/{part}: present in one run only")

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: role -> type name -> class; filled by ``Component.__init_subclass__``.
 REGISTRY: dict[str, dict[str, type["Component"]]] = {"source": {}, "stage": {}, "output": {}}
@@ -46,12 +48,30 @@ class Component(BaseModel):
     #: Name in the run directory and in ``--set stages.NAME.key=value``; defaults to ``type``.
     name: str = ""
     #: CPUs and GPUs one worker (Ray actor) holds.
-    num_cpus: float = Field(1.0, gt=0)
-    num_gpus: float = Field(0.0, ge=0)
+    num_cpus: float = Field(1.0, gt=0, le=4096)
+    num_gpus: float = Field(0.0, ge=0, le=1024)
     #: Number of workers; default: as many as the cluster's CPUs (or GPUs) allow.
-    concurrency: int | None = Field(None, ge=1)
+    concurrency: int | None = Field(None, ge=1, le=100_000)
     #: Times a task is retried after its worker died before its rows are rejected as ``worker_died``.
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(2, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _numbers_in_range(self):
+        """Every number of a configuration is finite and at most 2^53 in size (past that, a float cannot hold it
+        and a size is no size: ``max_bytes: 10**18``), and a field named as a share (``*_ratio``, ``*_frac``,
+        ``*_fraction``) lies in [0, 1]; fields with ranges of their own (``Field(ge=..., le=...)``) are checked by
+        them too. The message names the key."""
+        for name, info in type(self).model_fields.items():
+            v = getattr(self, name, None)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{name}: {v} is not a finite number")
+            if abs(v) > 2 ** 53:
+                raise ValueError(f"{name}: {v} is out of range (at most 2^53 in size)")
+            if name.endswith(("_ratio", "_frac", "_fraction")) and not 0 <= v <= 1:
+                raise ValueError(f"{name}: {v} is a share and must lie in [0, 1]")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline import plugins
 from pipeline.component import Component
@@ -28,10 +28,10 @@ class RayConfig(BaseModel):
     #: Cluster address; default: $RAY_ADDRESS (set by ``ray job submit``), else an embedded local Ray.
     address: str | None = None
     #: Logical CPUs of the embedded local Ray (default: the machine's).
-    num_cpus: int | None = None
-    num_gpus: int | None = None
+    num_cpus: int | None = Field(None, ge=1, le=100_000)
+    num_gpus: int | None = Field(None, ge=0, le=100_000)
     #: Object store size of the embedded local Ray, bytes (Ray's default takes 30% of RAM).
-    object_store_memory: int | None = 1_000_000_000
+    object_store_memory: int | None = Field(1_000_000_000, ge=78_643_200, le=2**50)
 
 
 class PipelineConfig(BaseModel):
@@ -79,7 +79,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE")
     key, _, value_text = assignment.partition("=")
-    value = yaml.safe_load(value_text) if value_text != "" else ""
+    value = safe_yaml(value_text, f"--set {key}"[:200]) if value_text != "" else ""
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -136,17 +136,45 @@ def check_columns(where: str, source: Any, stages: list[Any]) -> None:
         have = None if made is None else have | made
 
 
+#: A configuration is a few KB; YAML's aliases can make a few hundred bytes expand to gigabytes when the loaded
+#: structure is walked or dumped ("billion laughs"): configs are bounded in size and in alias uses.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_ALIASES = 100
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses more than ``MAX_ALIASES`` alias uses in a document."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases (*name): refused, they can expand a "
+                                     f"small file to gigabytes")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str | bytes, where: str):
+    """A config's YAML, bounded (``MAX_CONFIG_BYTES``, ``MAX_ALIASES``); ConfigError naming ``where``."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: {len(text):,} bytes; a configuration is at most {MAX_CONFIG_BYTES:,}")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 raw: dict | None = None) -> PipelineConfig:
     """Read, override and validate a pipeline config; raise ConfigError naming the file and key."""
     where = str(path) if path else "<config>"
     if raw is None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            if Path(path).stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{where}: over {MAX_CONFIG_BYTES:,} bytes: not a configuration")
+            raw = safe_yaml(Path(path).read_bytes(), where) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file {where} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
     raw = copy.deepcopy(raw)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping")

@@ -88,6 +88,8 @@ def _verify_ledger(run_dir: Path, plan_path: Path) -> list[str]:
             if marker["in"] != marker["kept"] + marker["rejected"]:
                 problems.append(f"{where}: in {marker['in']} != kept {marker['kept']} + rejected {marker['rejected']}")
             ks, rs = set(k), set(r)
+            if None in ks or None in rs:
+                problems.append(f"{where}: a row without an id (every record is counted by its id)")
             if len(ks) != len(k) or len(rs) != len(r):
                 problems.append(f"{where}: duplicate ids inside kept or rejected")
             if ks & rs:
@@ -158,11 +160,20 @@ def component_checks(run_dir: Path, stages: list[StageDir]) -> list[str]:
         sd = by_dir.get(f"{i:02d}-{comp.name}")
         check = getattr(comp, "verify", None)
         if sd is not None and check is not None:
-            problems += check(sd)
+            problems += _guarded(check, sd, f"{sd.path.name}: the stage's own check")
     check = getattr(cfg.export, "verify", None)
     if check is not None:
-        problems += check(run_dir)
+        problems += _guarded(check, run_dir, "dataset")
     return problems
+
+
+def _guarded(check, arg, where: str) -> list[str]:
+    """A component's own check; a file it cannot read (no Parquet, not ours) is a problem named, not a crash."""
+    try:
+        return check(arg)
+    except Exception as exc:  # noqa: BLE001 - verify reports, it never raises on what it reads
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return [f"{where}: could not be checked: {type(exc).__name__}: {first}"]
 
 
 def check_stats(sd: StageDir, shard: str, rejected_path: Path, marker: dict) -> list[str]:

@@ -14,7 +14,7 @@ import re
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from pipeline.component import Component
 from pipeline.execute import SourcePhase
@@ -35,7 +35,7 @@ class Source(Component):
     #: Input files, directories or glob patterns.
     paths: list[str]
     #: Target bytes of raw input per shard.
-    shard_bytes: int = 64 * 2**20
+    shard_bytes: int = Field(64 * 2**20, ge=1, le=1 << 44)
     _exclude: list[str] = PrivateAttr(default_factory=list)
     _duplicates: list[list[str]] = PrivateAttr(default_factory=list)
 
@@ -106,11 +106,14 @@ class Source(Component):
         raise NotImplementedError(f"source type {self.type!r} does not implement read()")
 
 
-def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, str | None]]:
+def iter_jsonl(path: str, max_line_bytes: int = 64 << 20) -> Iterator[tuple[int | str, dict | None, str | None,
+                                                                          str | None]]:
     """(offset, record, reason, detail) per non-blank line of a JSONL(.gz) file; never raises on bad data.
 
-    A line that is not JSON gives ``bad_json``, JSON that is not an object ``not_an_object``; a corrupt or truncated gzip ends the file with one
-    ``corrupt_file`` entry (offset ``error@LINE``) after the lines that could be read.
+    A line that is not JSON gives ``bad_json``, JSON that is not an object ``not_an_object``, a line over
+    ``max_line_bytes`` ``too_large`` (read through in bounded pieces, never held whole: one 1 GiB line in a 1 MB
+    ``.jsonl.gz`` is one row, not a crash); a corrupt or truncated gzip ends the file with one ``corrupt_file`` entry
+    (offset ``error@LINE``) after the lines that could be read.
     """
     import gzip
     import json
@@ -120,7 +123,20 @@ def iter_jsonl(path: str) -> Iterator[tuple[int | str, dict | None, str | None, 
     lineno = -1
     try:
         with opener(path, "rb") as f:
-            for lineno, line in enumerate(f):
+            while True:
+                line = f.readline(max_line_bytes + 1)
+                if not line:
+                    break
+                lineno += 1
+                if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                    size = len(line)
+                    while True:  # the rest of the line, in pieces
+                        piece = f.readline(1 << 20)
+                        size += len(piece)
+                        if not piece or piece.endswith(b"\n"):
+                            break
+                    yield lineno, None, "too_large", f"a line of {size:,} bytes > {max_line_bytes:,}"
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -214,16 +230,39 @@ class RecordsSource(Source):
                                                                       f"{exc}"[:500]]})
                 continue
             table = table.drop_columns([c for c in ("reason", "stage", "detail") if c in table.column_names])
-            if dups:
-                reasons = [None] * len(table)
-                for i in dups:
-                    reasons[i] = "duplicate_id"
-                ids = table.column("id").to_pylist()
-                table = table.append_column("reason", pa.array(reasons, pa.string()))
-                table = table.append_column("detail", pa.array(
-                    [f"id {ids[i]} already read (first occurrence kept)" if r else None
-                     for i, r in enumerate(reasons)], pa.string()))
-                # a duplicate row keeps its content but needs an id of its own in the ledger
-                new_ids = [make_id(ids[i], f"dup@{path}:{rg}:{i}") if r else ids[i] for i, r in enumerate(reasons)]
-                table = table.set_column(table.column_names.index("id"), "id", pa.array(new_ids, pa.string()))
-            yield table
+            yield checked_records(table, path, rg, dups)
+
+
+def checked_records(table: pa.Table, path: str, rg: int, dups: list[int]) -> pa.Table:
+    """A records row group with a reason on every row it cannot pass on: ``duplicate_id`` (an id read before),
+    ``missing_id`` (a null id), ``bad_field_type`` (an ``id`` or ``text`` column that holds no strings: binary,
+    lists, numbers). A rejected row gets an id of its own in the ledger; what it held stays in its row."""
+    from pipeline.records import make_id
+
+    n = len(table)
+    reasons: list[str | None] = [None] * n
+    details: list[str | None] = [None] * n
+    raw_ids = table.column("id")
+    bad_types = [c for c in ("id", "text") if c in table.column_names and
+                 not (pa.types.is_string(table.column(c).type) or pa.types.is_large_string(table.column(c).type)
+                      or pa.types.is_null(table.column(c).type))]
+    if bad_types:
+        for i in range(n):
+            reasons[i] = "bad_field_type"
+            details[i] = "; ".join(f"{c} is {table.column(c).type}, not a string" for c in bad_types)
+        for c in bad_types:  # the row keeps its place; the unusable column is null (never cast: no lossy text)
+            table = table.set_column(table.column_names.index(c), c, pa.nulls(n, pa.string()))
+    ids = [None if x is None else str(x) for x in (raw_ids.to_pylist() if "id" not in bad_types else [None] * n)]
+    for i in dups:
+        if reasons[i] is None:
+            reasons[i], details[i] = "duplicate_id", f"id {ids[i]} already read (first occurrence kept)"
+    for i, rid in enumerate(ids):
+        if rid is None and reasons[i] is None:
+            reasons[i], details[i] = "missing_id", "the row has no id"
+    if not any(reasons):
+        return table
+    # a rejected row keeps its content but needs an id of its own in the ledger
+    new_ids = [ids[i] if r is None else make_id(ids[i] or "", f"{r}@{path}:{rg}:{i}") for i, r in enumerate(reasons)]
+    table = table.set_column(table.column_names.index("id"), "id", pa.array(new_ids, pa.string()))
+    table = table.append_column("reason", pa.array(reasons, pa.string()))
+    return table.append_column("detail", pa.array(details, pa.string()))

@@ -77,6 +77,10 @@ def _check(node: ast.AST, expr: str) -> None:
         if isinstance(sub, ast.UnaryOp) and isinstance(sub.op, ast.USub) and \
                 not (isinstance(sub.operand, ast.Constant) and _lit_kind(sub.operand.value) == "number"):
             raise WhereError(f"{expr[:200]!r}: '-' applies to number literals only")
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, int | float) and not isinstance(sub.value, bool) \
+                and not (abs(sub.value) <= 2 ** 53 and sub.value == sub.value and abs(sub.value) != float("inf")):
+            raise WhereError(f"{expr[:200]!r}: the number {str(sub.value)[:40]} is out of range (at most 2^53 in "
+                             "size: Arrow compares 64-bit numbers)")
         if isinstance(sub, ast.Constant) and _lit_kind(sub.value) is None:
             raise WhereError(f"{expr[:200]!r}: {sub.value!r} is not a literal of the grammar (numbers, strings, True, "
                              "False, None)")

@@ -52,7 +52,7 @@ class Decontaminate(Stage):
     near_copy: bool = False
     near_threshold: float = Field(0.8, gt=0, le=1)
     near_ngram: int = Field(5, ge=1)
-    near_perm: int = Field(256, ge=16)
+    near_perm: int = Field(256, ge=16, le=4096)
     near_seed: int = 1
     batch_size: int = Field(512, ge=1)
     _index: dict[int, tuple[int, int, str]] | None = PrivateAttr(None)

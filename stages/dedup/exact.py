@@ -40,7 +40,7 @@ class ExactDedup(DedupStage):
     column: str = "text"
     #: none | whitespace (collapse runs, strip) | lower_whitespace.
     normalize: Literal["none", "whitespace", "lower_whitespace"] = "whitespace"
-    partitions: int = Field(4, ge=1)
+    partitions: int = Field(4, ge=1, le=1_048_576)
 
     def makes(self) -> set[str]:
         return {"duplicate_of", "dup_group_size"}

@@ -71,18 +71,18 @@ class MinhashDedup(DedupStage):
     shingle: Literal["words", "code", "chars"] = "words"
     ngram: int = Field(5, ge=1)
     #: Bands x rows of the LSH; their product is the number of permutations. Ignored when ``threshold`` is set.
-    bands: int = Field(14, ge=1)
+    bands: int = Field(14, ge=1, le=1024)
     rows: int = Field(8, ge=1)
     #: A Jaccard threshold: bands and rows are then chosen as datasketch's MinHashLSH does (for num_perm).
     threshold: float | None = Field(None, gt=0, lt=1)
-    num_perm: int = Field(112, ge=2)
+    num_perm: int = Field(112, ge=2, le=4096)
     seed: int = 1
     #: sha1 (bit-identical to datasketch.MinHash) or fast64 (FNV-1a: faster, not datasketch-identical).
     hash: Literal["sha1", "fast64"] = "sha1"
     #: Drop LSH false positives: members whose true Jaccard with the survivor is below verify_threshold.
     verify_jaccard: bool = False
     verify_threshold: float | None = Field(None, gt=0, le=1)
-    partitions: int = Field(8, ge=1)
+    partitions: int = Field(8, ge=1, le=1_048_576)
 
     @model_validator(mode="after")
     def _check(self):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from pipeline.records import clean_row, make_id
 from pipeline.source import Source, iter_jsonl, pack_by_bytes
@@ -66,7 +67,7 @@ class CodeSource(Source):
     #: Languages kept (from the path's extension); others are rejected as ``other_language``. Empty: keep all.
     languages: list[str] = ["python"]
     #: Files larger than this (UTF-8 bytes) are rejected as ``too_large`` without being decoded.
-    max_file_bytes: int = 1_000_000
+    max_file_bytes: int = Field(1_000_000, ge=1, le=1 << 32)
     #: Split of a ``datasets`` dataset (format hf).
     hf_split: str = "train"
 
@@ -210,7 +211,7 @@ class CodeSource(Source):
 
     def _read_jsonl(self, path: str) -> Iterator[pa.Table]:
         rows: list[dict] = []
-        for offset, row, reason, detail in iter_jsonl(path):
+        for offset, row, reason, detail in iter_jsonl(path, 8 * self.max_file_bytes + (1 << 16)):
             if reason:
                 rows.append(self._record(path, offset, None, {}) | {"reason": reason, "detail": detail})
             else:

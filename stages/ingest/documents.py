@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from pipeline.records import clean_row, make_id
 from pipeline.source import Source, iter_jsonl, pack_by_bytes
@@ -27,7 +28,7 @@ class DocumentSource(Source):
     url_column: str = "url"
     license: str | None = None
     #: Reject documents longer than this many characters as ``too_large``.
-    max_chars: int = 1_000_000
+    max_chars: int = Field(1_000_000, ge=1, le=1_000_000_000)
 
     def makes(self) -> set[str]:
         return set(ROW_SCHEMA.names)
@@ -87,6 +88,7 @@ class DocumentSource(Source):
                     rows.append(self._row(path, base + i, rec))
             else:
                 path = part[0]
-                rows += [self._row(path, off, rec, reason, detail) for off, rec, reason, detail in iter_jsonl(path)]
+                lines = iter_jsonl(path, 4 * self.max_chars + (1 << 16))  # (a line is at most 4 bytes a character)
+                rows += [self._row(path, off, rec, reason, detail) for off, rec, reason, detail in lines]
             rows = [clean_row(r) for r in rows]
             yield pa.Table.from_pylist(rows, schema=ROW_SCHEMA)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Iterator
 import pyarrow as pa
 from pydantic import Field
 
+from pipeline.errors import ConfigError
 from pipeline.records import clean_row, make_id
 from pipeline.source import Counters, Source, pack_by_bytes
 from stages.ingest.http_body import TooLarge, decode_content, parse_http
@@ -150,6 +151,44 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str | None, st
     return None, None
 
 
+#: A listing line (a Common Crawl path is ~140 bytes) and the number of files one listing may name (a crawl lists
+#: ~90,000 WARC files).
+MAX_LISTING_LINE, MAX_LISTING_FILES = 4096, 10_000_000
+
+
+class ListingError(ConfigError):
+    """A paths listing that is not one (one line naming the file and what to do)."""
+
+
+def read_listing(path: str, max_files: int = 0) -> list[str]:
+    """The non-empty lines of a ``*.paths(.gz)`` listing, streamed (a 3 MB listing inflating to 3 GiB is read line by
+    line and refused at the first line or count over the bounds, never inflated whole)."""
+    import io
+
+    limit = max_files or MAX_LISTING_FILES
+    out: list[str] = []
+    with open_input(path) as raw:
+        f = io.BufferedReader(gzip.GzipFile(fileobj=raw)) if path.endswith(".gz") else raw
+        n = 0
+        try:
+            while len(out) < limit:
+                line = f.readline(MAX_LISTING_LINE + 1)
+                if not line:
+                    break
+                n += 1
+                if len(line) > MAX_LISTING_LINE:
+                    raise ListingError(f"{path}: line {n} is over {MAX_LISTING_LINE} bytes: not a paths listing")
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    out.append(text)
+            else:
+                if not max_files and f.readline(MAX_LISTING_LINE + 1).strip():
+                    raise ListingError(f"{path}: more than {MAX_LISTING_FILES:,} files listed; set max_files")
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise ListingError(f"{path}: the listing cannot be read ({type(exc).__name__}: {exc})") from None
+    return out
+
+
 class WarcSource(Source):
     """WARC/WET files (or a Common Crawl paths listing) -> one row per response, conversion and revisit record."""
 
@@ -162,12 +201,12 @@ class WarcSource(Source):
     #: Read at most this many files of a listing (0: all), taken in listing order.
     max_files: int = Field(0, ge=0)
     #: Responses larger than this (bytes of body) are rejected as ``too_large``.
-    max_bytes: int = Field(5_000_000, gt=0)
+    max_bytes: int = Field(5_000_000, gt=0, le=1 << 32)
     #: Keep responses whose content type is not HTML (as rows with text None) instead of rejecting them.
     keep_non_html: bool = False
     license: str | None = None
     #: Target bytes of compressed input per shard (files are never split; small ones are grouped).
-    shard_bytes: int = 512 * 2**20
+    shard_bytes: int = Field(512 * 2**20, ge=1, le=1 << 44)
 
     def makes(self) -> set[str]:
         return set(COLUMNS)
@@ -176,12 +215,7 @@ class WarcSource(Source):
         out: list[str] = []
         for p in self.paths:
             if p.endswith(".paths.gz") or p.endswith(".paths"):
-                with open_input(p) as f:
-                    data = f.read()
-                text = gzip.decompress(data).decode() if p.endswith(".gz") else data.decode()
-                lines = [line.strip() for line in text.splitlines() if line.strip()]
-                if self.max_files:
-                    lines = lines[: self.max_files]
+                lines = read_listing(p, self.max_files)
                 out += [line if REMOTE.match(line) else self.prefix.rstrip("/") + "/" + line for line in lines]
             elif REMOTE.match(p) and not p.startswith("file://"):
                 out.append(p)

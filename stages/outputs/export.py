@@ -169,11 +169,14 @@ def verify_dataset(run_dir: Path) -> list[str]:
                                 "(rows or text changed)")
     last = list_stages(run_dir)[-1]
     final = set()
-    for shard in last.done_shards():
-        final.update(pq.read_table(last.file(KEPT, shard), columns=["id"]).column("id").to_pylist())
     got: list[str] = []
-    for f in files:
-        got += pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    try:
+        for shard in last.done_shards():
+            final.update(pq.read_table(last.file(KEPT, shard), columns=["id"]).column("id").to_pylist())
+        for f in files:
+            got += pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    except (pa.ArrowException, OSError, KeyError) as exc:  # a file that is no Parquet of ours: named, not raised
+        return problems + [f"dataset: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"]
     if len(got) != len(set(got)) or set(got) != final:
         problems.append(f"dataset: {len(got)} rows ({len(set(got))} distinct ids) but the last stage kept {len(final)}")
     return problems

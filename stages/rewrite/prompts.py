@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
+#: A prompt file's size bound (the shipped ones are 1-3 KB).
+MAX_PROMPT_BYTES = 256 << 10
 
 
 
@@ -79,9 +81,13 @@ def load_prompt(ref: str) -> Prompt:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"prompt {ref!r}: no such file and no prompts/{ref}.yaml (known: {known})")
+    if path.stat().st_size > MAX_PROMPT_BYTES:  # every row renders it: a huge one costs each row time and memory
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes; a prompt file is at most {MAX_PROMPT_BYTES:,}")
     data = path.read_bytes()
+    from pipeline.config import safe_yaml
+
     try:
-        return Prompt(**yaml.safe_load(data), sha256=hashlib.sha256(data).hexdigest())
+        return Prompt(**(safe_yaml(data, str(path)) or {}), sha256=hashlib.sha256(data).hexdigest())
     except ValidationError as exc:
         keys = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{path}: {keys}") from None

@@ -124,7 +124,12 @@ class Rewrite(LlmStage):
         columns = {self.column: rewritten, f"text_before_{self.name}": texts, **self.common_columns(g), **found}
         if self._prompt.score is not None:
             columns[f"{self.name}_self_score"] = pa.array(scores, pa.float64())
-        return Verdict(reasons, columns=columns, details=details, counters=g.counters())
+        counters = g.counters()
+        # a kept answer that is its input again (up to layout): the model judged it fine as it was. Kept, and
+        # counted, so a funnel of "rewrites" says how many changed anything (the demo's stdlib files: 2 of 6)
+        counters["unchanged"] = float(sum(1 for i in g.index if reasons[i] is None and
+                                          " ".join(str(rewritten[i]).split()) == " ".join(str(texts[i]).split())))
+        return Verdict(reasons, columns=columns, details=details, counters=counters)
 
 
     def check_fidelity(self, texts, rewritten, reasons, details, index) -> dict[str, pa.Array]:

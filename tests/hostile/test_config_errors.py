@@ -102,3 +102,48 @@ def test_a_stage_returning_a_column_it_does_not_declare_fails_loudly():
 
     with pytest.raises(AssertionError, match="surprise"):
         safe_process(Sneaky(), pa.table({"id": ["a"], "text": ["x = 1\n"]}))
+
+
+# ------------------------------------------------------------------ bounds on every input (issue 42 items 3 and 6)
+def test_yaml_alias_bombs_are_refused(tmp_path):
+    """A few hundred bytes of nested aliases (9^20 leaves when walked): refused while reading, in bounded time."""
+    from pipeline.config import ConfigError, load_config
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 9) + "]\n" for i in range(20))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb)
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key,value", [("stages.length_filter.max_chars", "10**18"), ("ray.num_cpus", "-1"),
+                                       ("ray.object_store_memory", "1000000000000000000000"),
+                                       ("stages.length_filter.num_cpus", "-1"),
+                                       ("stages.length_filter.batch_size", "0")])
+def test_numbers_out_of_range_are_config_errors(tmp_path, key, value):
+    from pipeline.config import ConfigError, load_config
+
+    raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]},
+           "stages": [{"type": "length_filter"}], "export": {"enabled": False}}
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        load_config(None, [f"{key}={10**18 if value == '10**18' else value}"], raw=raw)
+
+
+def test_a_where_with_a_huge_number_is_refused_at_load():
+    from pipeline.config import ConfigError, load_config
+
+    raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]},
+           "stages": [{"type": "length_filter", "where": "lint_score > 12345678901234567890123456"}],
+           "export": {"enabled": False}}
+    with pytest.raises(ConfigError, match="out of range"):
+        load_config(None, raw=raw)
+
+
+def test_a_huge_prompt_file_is_refused(tmp_path):
+    from stages.rewrite.prompts import load_prompt
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: huge\nuser: |\n" + "  line {text}\n" * 1_000_000)
+    with pytest.raises(ValueError, match="a prompt file is at most"):
+        load_prompt(str(path))
