@@ -40,14 +40,18 @@ def field_docs(cls) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         pending: list[str] = []
+        group = ""  # a comment above consecutive fields documents each of them (num_cpus, num_gpus)
         for line in lines:
             s = line.strip()
             if s.startswith("#:"):
                 pending.append(s[2:].strip())
                 continue
             m = re.match(r"(\w+)\s*:", s)
-            if m and pending:
-                docs[m.group(1)] = " ".join(pending)
+            if m and (pending or group) and line.startswith("    ") and not line.startswith("     "):
+                group = " ".join(pending) if pending else group
+                docs[m.group(1)] = group
+            elif not m:
+                group = ""
             pending = []
     return docs
 
@@ -59,8 +63,13 @@ def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = ""
             continue
         help_text = docs.get(name, "")
         suffix = "(required)" if field.is_required() else f"(default: {field.default!r})"
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"{prefix}{name}", default=None,
-                            metavar="VALUE", help=f"{help_text} {suffix}".strip())
+        text = f"{help_text} {suffix}".strip().replace("%", "%%")  # argparse formats help with %
+        flag = f"--{name.replace('_', '-')}"
+        if field.annotation is bool:  # a switch: --math / --no-math
+            parser.add_argument(flag, dest=f"{prefix}{name}", default=None, action=argparse.BooleanOptionalAction,
+                                help=text)
+        else:
+            parser.add_argument(flag, dest=f"{prefix}{name}", default=None, metavar="VALUE", help=text)
 
 
 def cmd_run(args) -> int:
@@ -91,7 +100,7 @@ def cmd_stage(args) -> int:
     for name in stage_cls.model_fields:
         value = getattr(args, f"opt_{name}", None)
         if value is not None:
-            stage[name] = yaml.safe_load(value)
+            stage[name] = value if isinstance(value, bool) else yaml.safe_load(value)
     raw = {"kind": kind, "source": {"type": source_type, "paths": args.input},
            "stages": [stage], "export": {"enabled": False}}
     if args.ray_cpus:
@@ -287,10 +296,11 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
                    help="override a config key, e.g. stages.lint_filter.min_score=8 or ray.num_cpus=4 (repeatable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-export", action="store_true", help="skip writing RUN/dataset after the stages")
-    r.add_argument("--executor", choices=["ray", "inline"], default="ray",
-                   help="ray (default: an embedded local Ray, or the cluster of RAY_ADDRESS) or inline (this "
-                   "process, one task at a time, no retries: for a debugger, and for small runs on one machine, "
-                   "where Ray's start and daemons cost more than the work: the same verdicts, one core)")
+    r.add_argument("--executor", choices=["auto", "ray", "inline"], default="auto",
+                   help="where the work runs: auto chooses inline for a small local run (Ray's start would cost "
+                   "more than the work; pipeline/executor/choose.py) and ray otherwise; ray: an embedded local Ray, "
+                   "or the cluster of RAY_ADDRESS; inline: this process, one task at a time, no retries (the same "
+                   "verdicts, one core; for a debugger)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="check a run's ledger: every input id kept or rejected exactly once",
@@ -353,7 +363,8 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any key, e.g. source.content_column=code")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-        sp.add_argument("--executor", choices=["ray", "inline"], default="ray", help="ray (default) or inline")
+        sp.add_argument("--executor", choices=["auto", "ray", "inline"], default="auto",
+                        help="where the work runs: auto (inline for a small local run, else ray), ray or inline")
         group = sp.add_argument_group(f"{type_name} options")
         add_component_options(group, cls, prefix="opt_", docs=docs)
         sp.set_defaults(func=cmd_stage, stage_type=type_name)

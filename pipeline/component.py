@@ -45,6 +45,9 @@ class Component(BaseModel):
     #: Python packages (import names) the component needs, and the extra of this project that installs them.
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
+    #: Rough CPU seconds per MB of the run's raw input this component costs (the executor choice for a local run:
+    #: ``pipeline/executor/choose.py``); cheap rule filters are well under a second, pylint ~15, an LLM far more.
+    work_s_per_mb: ClassVar[float] = 0.5
     #: Name in the run directory and in ``--set stages.NAME.key=value``; defaults to ``type``.
     name: str = ""
     #: CPUs and GPUs one worker (Ray actor) holds.

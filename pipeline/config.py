@@ -65,11 +65,22 @@ def _fmt_loc(prefix: str, loc: tuple) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
-def _errors(where: str, prefix: str, exc: ValidationError) -> str:
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _errors(where: str, prefix: str, exc: ValidationError, fields=()) -> str:
     lines = []
     for err in exc.errors():
         key = _fmt_loc(prefix, err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + did_you_mean(err["loc"][-1], fields)
+        else:
+            msg = err["msg"]
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
 
@@ -87,7 +98,8 @@ def apply_override(raw: dict, assignment: str) -> None:
             match = [s for s in node if isinstance(s, dict) and (s.get("name") or s.get("type")) == part]
             if not match:
                 names = [s.get("name") or s.get("type") for s in node if isinstance(s, dict)]
-                raise ConfigError(f"--set {key}: no stage named {part!r} (stages: {', '.join(names)})")
+                raise ConfigError(f"--set {key}: no stage named {part!r}{did_you_mean(part, names)} (stages: "
+                                  f"{', '.join(names)})")
             node = match[0]
         else:
             if part not in node or node[part] is None:
@@ -108,13 +120,14 @@ def build_component(where: str, prefix: str, raw: Any, role: str) -> Any:
     except plugins.PluginError as exc:
         raise ConfigError(f"{where}: {prefix}.type: {exc}") from None
     if cls is None:
-        raise ConfigError(f"{where}: {prefix}.type: unknown {role} type {type_name!r}; known: "
-                          f"{', '.join(plugins.known_types(role))}")
+        known = plugins.known_types(role)
+        raise ConfigError(f"{where}: {prefix}.type: unknown {role} type {type_name!r}{did_you_mean(type_name, known)};"
+                          f" known: {', '.join(known)}")
     fields = {k: v for k, v in raw.items() if k != "type"}
     try:
         return cls(**fields)
     except ValidationError as exc:
-        raise ConfigError(_errors(where, prefix, exc)) from None
+        raise ConfigError(_errors(where, prefix, exc, cls.model_fields)) from None
 
 
 def check_columns(where: str, source: Any, stages: list[Any]) -> None:

@@ -12,6 +12,7 @@ plus rejected, and the ids of the outputs are exactly the ids of the input.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import time
@@ -162,7 +163,9 @@ def finish_shard(
     # the stage's own files of this shard (e.g. Megatron .bin/.idx), sealed too
     files.update(seal(stage_dir.path, [stage_dir.path / rel for rel in (extra.get("artifacts") or {}).get("files", [])]))
     marker = {"in": n_in, "kept": len(kept), "rejected": len(rejected), "files": files,
-              "config_sha256": stage_dir.config_sha256()}
+              "config_sha256": stage_dir.config_sha256(), "kept_digest": content_digest(kept)}
+    if extra.get("input_sha256"):  # the seal of the previous stage's kept file this shard read (stale checks)
+        marker["input_sha256"] = extra.pop("input_sha256")
     write_json(stage_dir.file(DONE, shard), marker)
     return stats
 
@@ -218,9 +221,46 @@ def apply_shard(stage: Component, ctx: StageContext, shard: str, whole: pa.Table
     artifacts = stage.write_artifacts(side, shard_ctx)
     if artifacts:
         extra["artifacts"] = artifacts
+    extra["input_sha256"] = input_seal(ctx, shard)
     stats = finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(whole), whole.column("id").to_pylist(),
                          extra, t0)
     return stats, kept
+
+
+def content_digest(table: pa.Table) -> str:
+    """SHA-256 of a table's content (schema and values), independent of how it is chunked or was written: a shard
+    redone with the same rows has the same digest, so the stages after it need not be redone."""
+    t = table.replace_schema_metadata(None).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, t.schema) as writer:
+        for batch in t.to_batches():
+            writer.write_batch(batch)
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
+
+
+def input_seal(ctx: StageContext, shard: str) -> str | None:
+    """The content digest of the previous stage's kept rows of ``shard``, as its marker recorded it."""
+    prev = getattr(ctx, "prev", None)
+    try:
+        return prev.marker(shard).get("kept_digest") if prev is not None else None
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def stale_shards(ctx: StageContext, shards: list[str] | None = None) -> list[str]:
+    """Finished shards of this stage that read a previous-stage output that is no longer there (that shard of the
+    previous stage was redone since, with other rows): their rows are another input's verdicts. A shard whose
+    previous-stage marker is missing is not judged here (it is being redone; the chain compares when it has)."""
+    out = []
+    for shard in ctx.dir.done_shards() if shards is None else shards:
+        try:
+            recorded = ctx.dir.marker(shard).get("input_sha256")
+        except (OSError, ValueError):
+            continue
+        now = input_seal(ctx, shard)
+        if recorded and now and recorded != now:
+            out.append(shard)
+    return out
 
 
 def reject_empty(schema_table: pa.Table) -> pa.Table:
@@ -293,7 +333,8 @@ def reject_whole_shard(component, ctx: StageContext, shard: str, in_path: Path |
     rejected = rejected.append_column("stage", pa.array([component.name] * n, pa.string()))
     rejected = rejected.append_column("detail", pa.array([detail[:2000]] * n, pa.string()))
     kept = table.schema.empty_table() if in_path is not None else empty_table(kind)
-    return finish_shard(ctx.dir, shard, component.name, kept, rejected, n, ids, {"worker_died": True}, t0)
+    extra = {"worker_died": True, "input_sha256": input_seal(ctx, shard) if in_path is not None else None}
+    return finish_shard(ctx.dir, shard, component.name, kept, rejected, n, ids, extra, t0)
 
 
 class SourcePhase(Phase):

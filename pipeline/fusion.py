@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.component import Component, Resources
 from pipeline.errors import MemberSetupError, WorkerBroken
-from pipeline.execute import (ApplyPhase, SourcePhase, apply_shard, read_shard, read_source_shard,
+from pipeline.execute import (ApplyPhase, SourcePhase, apply_shard, read_shard, read_source_shard, stale_shards,
                               reject_whole_shard)
 from pipeline.phase import Phase
 from pipeline.proctitle import set_title
@@ -128,10 +128,13 @@ class ChainPhase(Phase):
         start = self.first_undone(task.key)
         per_stage = []
         table = None  # the rows the next member takes: the previous member's kept rows, when it ran here
+        ran = False  # whether the member before ran in this task (then a later one done before may be stale)
         for member, mctx in list(zip(chain.members, self.contexts))[start or 0:] if start is not None else []:
-            if mctx.dir.is_done(task.key):  # finished by an earlier attempt: never written twice
-                table = None
+            if mctx.dir.is_done(task.key) and not (ran and task.key in stale_shards(mctx, [task.key])):
+                table = None  # finished by an earlier attempt, from the same input: never written twice
+                ran = False
                 continue
+            ran = True
             if member.role == "source":  # (only ever first)
                 set_title(f"{member.name} read {task.key}")
                 stats, table = read_source_shard(member, mctx, task.key, task.spec)

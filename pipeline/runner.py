@@ -88,6 +88,9 @@ def prepare(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
         plan = json.loads(plan_path.read_text())
     else:
         cfg.source.exclude([str(run_dir)])  # the run's own files are never its input
+        # every worker gets work: the CPUs the run asks for, else this machine's (a cluster plans like its driver)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cfg.source.set_workers(cfg.ray.num_cpus or cpus)
         specs = cfg.source.plan()
         duplicates = cfg.source.duplicate_inputs()
         if duplicates:  # a file listed again is read once; each extra listing gets its row (duplicate_id)
@@ -109,6 +112,33 @@ def preflight(cfg: PipelineConfig) -> None:
     problems = [p for comp in cfg.components() for p in comp.preflight()]
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def redo_if_stale(pairs: list, group: list[StageContext]) -> None:
+    """A stage redone since (its folder deleted, its config changed on a stage with no finished work) wrote new
+    outputs; every later stage's finished shards read the old ones. The first stage of ``group`` whose finished
+    shards read an output that is no longer there is redone, and every stage after it: their folders are emptied
+    (what they hold is derived, and wrong now) and the run goes on. A run never ends with stages that verify would
+    reject for this."""
+    from pipeline.execute import stale_shards
+
+    for ctx in group:
+        if ctx.prev is None:
+            continue
+        stale = stale_shards(ctx)
+        if not stale:
+            continue
+        later = [c for _, c in pairs if c.index >= ctx.index]
+        log.warning("stage %s: %d finished shard(s) read an earlier output of %s, which was redone since: redoing "
+                    "%s", ctx.dir.name, len(stale), ctx.prev.name, ", ".join(c.dir.path.name for c in later))
+        for c in later:
+            config = c.dir.path / "stage.json"
+            kept = config.read_bytes() if config.exists() else None
+            shutil.rmtree(c.dir.path)
+            c.dir.path.mkdir(parents=True)
+            if kept is not None:
+                config.write_bytes(kept)
+        return
 
 
 def run_component(ex, comp: Component, ctx: StageContext, progress: bool, chained_s: float = 0.0,
@@ -178,13 +208,37 @@ def _warm_report_imports():
 
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True, export: bool | None = None,
                  executor: str = "ray", report: bool = True) -> dict:
-    """Run every stage of ``cfg`` into ``run_dir``; return per-stage stats. Safe to rerun after a crash."""
+    """Run every stage of ``cfg`` into ``run_dir``; return per-stage stats. Safe to rerun after a crash. A start that
+    fails (a missing input, a refused plan) leaves no folder behind where there was none."""
     preflight(cfg)
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_locked(cfg, run_dir, progress, export, executor, report)
+    except _StartFailed as exc:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise exc.__cause__ from None
+
+
+class _StartFailed(Exception):
+    """``prepare`` failed: nothing of the run was written yet."""
+
+
+def _run_locked(cfg: PipelineConfig, run_dir: Path, progress: bool, export: bool | None, executor: str,
+                report: bool) -> dict:
     t0 = time.time()
     with RunLock(run_dir):
-        prepare(cfg, run_dir)
+        try:
+            prepare(cfg, run_dir)
+        except Exception as exc:
+            raise _StartFailed() from exc
+        if executor == "auto":
+            from pipeline.executor.choose import choose_executor
+
+            executor, why = choose_executor(cfg)
+            log.warning("executor: %s (%s)", executor, why)
         local = executor == "inline" or not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
         started, stages_done = [], False
         ex = make_executor(executor, cfg.ray)
@@ -195,6 +249,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, progress: bool = True
                     started.append(handle)
             pairs = list(zip(cfg.components(), contexts(run_dir, cfg)))
             for group in chains(pairs) if cfg.chain_stages else [[pair] for pair in pairs]:
+                redo_if_stale(pairs, [ctx for _, ctx in group])
                 chained = run_chain(ex, group, progress) if len(group) > 1 else {}
                 for comp, ctx in group:  # alone, or what a chain left (a shard rejected as worker_died upstream)
                     run_component(ex, comp, ctx, progress, *chained.get(comp.name, (0.0, 0)))

@@ -31,6 +31,7 @@ class Extract(Stage):
     """HTML -> main text keeping math (LaTeX), in a time-limited worker process; see the module docstring."""
 
     type: ClassVar[str] = "extract"
+    work_s_per_mb: ClassVar[float] = 2.0
     requires: ClassVar[tuple[str, ...]] = ("trafilatura", "lxml", "py_asciimath")
     extra: ClassVar[str] = "web"
     #: Column holding the page's HTML (decoded; the warc source writes it).

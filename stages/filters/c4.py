@@ -38,7 +38,9 @@ class C4Filter(DocumentFilter):
     prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
+    #: Remove Wikipedia-style citation marks ([1], [edit], [citation needed]) from lines.
     remove_citations: bool = True
+    #: Drop lines that do not end in terminal punctuation (C4).
     filter_no_terminal_punct: bool = True
     #: Fewer sentences than this in the kept lines rejects the document (-1: off).
     min_num_sentences: int = 5

@@ -26,11 +26,17 @@ class FineWebFilter(WordCountingFilter):
     prefix_columns: ClassVar = True
     requires: ClassVar[tuple[str, ...]] = ("spacy", "regex")
     extra: ClassVar[str] = "web"
+    #: Reject when fewer lines than this share end in punctuation (FineWeb: 0.12).
     line_punct_thr: float = 0.12
+    #: Do not reject a document with no line ending in punctuation at all (FineWeb: off).
     line_punct_exclude_zero: bool = False
+    #: Reject when more lines than this share are short (FineWeb: 0.67).
     short_line_thr: float = 0.67
+    #: A line shorter than this many characters is short (FineWeb: 30).
     short_line_length: int = 30
+    #: Largest share of characters in duplicated lines (FineWeb: 0.01).
     char_duplicates_ratio: float = 0.01
+    #: Reject list-like documents: more line breaks per word than this (FineWeb: 0.3).
     new_line_ratio: float = 0.3
     #: Not judged (kept, counted): languages without spaces between words or ``.`` sentence ends.
     skip_languages: list[str] = NO_SPACE_LANGUAGES

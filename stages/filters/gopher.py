@@ -41,9 +41,13 @@ class GopherQuality(GopherFilter):
     measures: ClassVar = {"words": pa.int64(), "avg_word_length": pa.float64(), "hash_ratio": pa.float64(),
                           "ellipsis_ratio": pa.float64(), "bullet_lines": pa.float64(),
                           "ellipsis_lines": pa.float64(), "alpha_words": pa.float64(), "stop_words": pa.int64()}
+    #: Fewest words a document may have (Gopher: 50); None: no bound.
     min_doc_words: int | None = 50
+    #: Most words a document may have (Gopher: 100,000); None: no bound.
     max_doc_words: int | None = 100_000
+    #: Shortest mean word length in characters (Gopher: 3); None: no bound.
     min_avg_word_length: float | None = 3
+    #: Longest mean word length in characters (Gopher: 10); None: no bound.
     max_avg_word_length: float | None = 10
     #: Max ratio of '#' (and, separately, of ellipses) to words.
     max_symbol_word_ratio: float | None = 0.1
@@ -140,9 +144,13 @@ class GopherRepetition(GopherFilter):
     """Gopher repetition rules: duplicate paragraphs and lines, top n-grams, duplicated n-grams."""
 
     type: ClassVar[str] = "gopher_repetition"
+    #: Largest share of lines that repeat an earlier line (Gopher: 0.3); None: off.
     dup_line_frac: float | None = 0.3
+    #: Largest share of paragraphs that repeat an earlier paragraph (Gopher: 0.3); None: off.
     dup_para_frac: float | None = 0.3
+    #: Largest share of characters in repeated lines (Gopher: 0.2); None: off.
     dup_line_char_frac: float | None = 0.2
+    #: Largest share of characters in repeated paragraphs (Gopher: 0.2); None: off.
     dup_para_char_frac: float | None = 0.2
     #: (n, max fraction of characters in the most frequent n-gram).
     top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]

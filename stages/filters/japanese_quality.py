@@ -100,10 +100,15 @@ class JapaneseQuality(DocumentFilter):
 
     type: ClassVar[str] = "japanese_quality"
     measures: ClassVar = {f"ja_{k}": t for k, t in MEASURES.items()}
+    #: Fewest letters a document may have (Swallow Corpus: 400).
     min_letters: int = 400
+    #: Largest share of paragraphs repeated in the document (0.30).
     max_duplicate_paragraph_fraction: float = 0.30
+    #: Largest share of sentences repeated in the document (0.30).
     max_duplicate_sentence_fraction: float = 0.30
+    #: Largest share of characters in repeated paragraphs (0.20).
     max_duplicate_paragraph_char_fraction: float = 0.20
+    #: Largest share of characters in repeated sentences (0.20).
     max_duplicate_sentence_char_fraction: float = 0.20
     #: top character n-gram fractions, n = 2, 3, 4
     max_top_ngram_fraction: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16}

@@ -14,9 +14,13 @@ class LengthFilter(DocumentFilter):
 
     type: ClassVar[str] = "length_filter"
     measures: ClassVar = {"n_chars": pa.int64(), "n_words": pa.int64()}
+    #: Fewest characters a row may have (too_short below); None: no bound.
     min_chars: int | None = None
+    #: Most characters a row may have (too_long above); None: no bound.
     max_chars: int | None = None
+    #: Fewest whitespace-separated words (too_short below); None: no bound.
     min_words: int | None = None
+    #: Most whitespace-separated words (too_long above); None: no bound.
     max_words: int | None = None
 
     def measure(self, text: str) -> dict:

@@ -25,7 +25,10 @@ class LintFilter(Stage):
     """SwallowCode's pylint quality filter with the comment-ratio penalty (see the module docstring)."""
 
     type: ClassVar[str] = "lint_filter"
+    work_s_per_mb: ClassVar[float] = 15.0
+    #: Lowest final score kept: pylint's score x (1 - comment ratio), SwallowCode: 7.0.
     min_score: float = 7.0
+    #: pylint messages disabled (SwallowCode's list), comma-separated.
     disable: str = SWALLOWCODE_DISABLE
     #: Seconds one file may take before it is rejected as ``lint_timeout`` (its lint child is killed).
     timeout_s: float = Field(60.0, gt=0)

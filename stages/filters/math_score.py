@@ -44,6 +44,7 @@ class MathScore(DocumentFilter):
     type: ClassVar[str] = "math_score"
     measures: ClassVar = {"math_tex_spans": pa.int64(), "math_latex_commands": pa.int64(), "math_symbols": pa.int64(),
                           "math_score": pa.float64()}
+    #: Lowest math_score kept (not_math below).
     min_score: float = Field(0.5, ge=0, le=1)
     #: Optional fastText classifier (path); its probability of ``classifier_label`` decides instead.
     classifier: str | None = None

@@ -38,6 +38,7 @@ class RuffGate(Stage):
     """
 
     type: ClassVar[str] = "ruff_gate"
+    #: ruff rules counted as violations.
     select: list[str] = ["E9", "F63", "F7", "F82", "F821", "F811", "E711", "E712", "F401", "F841"]
     #: Reject when violations / non-empty lines exceeds this.
     max_violations_per_line: float = 0.3
@@ -75,6 +76,7 @@ class RuffFormat(Stage):
     """Normalise code with ``ruff format`` (SwallowCode-v2 formats before scoring); the original is kept."""
 
     type: ClassVar[str] = "ruff_format"
+    #: Line length ruff formats to.
     line_length: int = 88
     #: Column formatted; the original is kept in ``<column>_unformatted``.
     column: str = "text"

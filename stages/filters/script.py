@@ -21,6 +21,7 @@ class ScriptFilter(DocumentFilter):
     """SwallowCode's optional rule: comments and string literals only in allowed scripts."""
 
     type: ClassVar[str] = "script_filter"
+    #: Scripts comments and strings may use (Unicode script names; ASCII is always allowed).
     allowed: list[str] = ["ascii", "japanese"]
 
     def measure(self, text: str) -> dict:

@@ -102,12 +102,7 @@ class CodeSource(Source):
                     continue
                 for rg in range(meta.num_row_groups):
                     g = meta.row_group(rg)
-                    n, size = g.num_rows, max(g.total_byte_size, 1)
-                    pieces = max(1, -(-size // self.shard_bytes))
-                    step = -(-n // pieces)
-                    for start in range(0, n, step):
-                        stop = min(n, start + step)
-                        items.append((["parquet", path, rg, start, stop], size * (stop - start) // max(n, 1)))
+                    items.append((["rowgroup", path, rg, g.num_rows], max(g.total_byte_size, 1)))
             else:
                 try:
                     size = os.path.getsize(path)
@@ -118,7 +113,19 @@ class CodeSource(Source):
                     items.append((["jsonl", path], size * (4 if path.endswith(".gz") else 1)))
                 else:
                     items.append((["file", path], min(size, self.max_file_bytes)))
-        return [{"parts": group} for group in pack_by_bytes(items, self.shard_bytes)]
+        target = self.shard_target(sum(n for _, n in items))
+        split = []  # a row group bigger than a shard is cut into row ranges
+        for item, size in items:
+            if item[0] != "rowgroup":
+                split.append((item, size))
+                continue
+            _, path, rg, n = item
+            pieces = max(1, -(-size // target))
+            step = max(1, -(-n // pieces))
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                split.append((["parquet", path, rg, start, stop], size * (stop - start) // max(n, 1)))
+        return [{"parts": group} for group in pack_by_bytes(split, target)]
 
     def _plan_hf(self) -> list[dict[str, Any]]:
         import datasets

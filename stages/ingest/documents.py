@@ -51,7 +51,7 @@ class DocumentSource(Source):
                     items.append(([p, None], os.path.getsize(p) * (4 if p.endswith(".gz") else 1)))
             except Exception as exc:  # noqa: BLE001 - truncated, corrupt, not Parquet, gone: one row names it
                 items.append((["bad", p, "corrupt_file", f"{type(exc).__name__}: {exc}"[:500]], 1))
-        return [{"parts": g} for g in pack_by_bytes(items, self.shard_bytes)]
+        return [{"parts": g} for g in self.pack(items)]
 
     def _row(self, path: str, offset: int | str, rec: dict | None, reason: str | None = None,
              detail: str | None = None) -> dict:

@@ -228,7 +228,7 @@ class WarcSource(Source):
         for path in self.inputs():
             size = 1 << 30 if REMOTE.match(path) else _size(path)
             items.append((path, max(size, 1)))
-        return [{"files": g} for g in pack_by_bytes(items, self.shard_bytes)]
+        return [{"files": g} for g in self.pack(items)]
 
     def read(self, spec: dict[str, Any]) -> Iterator[pa.Table | Counters]:
         for path in spec["files"]:

@@ -106,6 +106,7 @@ class LlmStage(Stage):
     turn the generations into a verdict (``Rewrite``: the rewritten text; ``LlmScore``: a grade)."""
 
     requires: ClassVar[tuple[str, ...]] = ("vllm",)
+    work_s_per_mb: ClassVar[float] = 10000.0
     extra: ClassVar[str] = "gpu"
     #: Prompt name in prompts/ (code_sgcr, code_scor, code_v2_single, math_rewrite, code_quality_score) or a path
     #: to a prompt file.
@@ -176,6 +177,9 @@ class LlmStage(Stage):
     guided_regex: str | None = None
     #: Column sent to the model.
     column: str = "text"
+    #: Seconds one row's chat template may take to render (in a process of its own: ``template_guard.py``); a row
+    #: over it is ``template_timeout``.
+    template_timeout_s: float = Field(10.0, gt=0, le=3600)
     #: Rows per engine submission: a whole shard at once.
     batch_size: int = Field(100_000, ge=1, le=10_000_000)
     #: Shards one replica holds at once, all feeding its engine (see the module docstring). Enough that the
@@ -193,6 +197,7 @@ class LlmStage(Stage):
     _start_lock: Any = PrivateAttr(None)
     _deferred: bool = PrivateAttr(False)
     _env_before: Any = PrivateAttr(None)
+    _renderer: Any = PrivateAttr(None)
 
     def model_post_init(self, ctx) -> None:
         super().model_post_init(ctx)
@@ -221,8 +226,11 @@ class LlmStage(Stage):
 
     # -- heavy state -------------------------------------------------------------------------------------------
     def setup(self) -> None:
+        from stages.rewrite.template_guard import TemplateRenderer
+
         self.set_worker_env()
         self._prompt = load_prompt(self.prompt)
+        self._renderer = TemplateRenderer(self.model, self.template_timeout_s)
         self._tok_lock = threading.Lock()
         self._start_lock = threading.Lock()
         if self.sized_by_the_work():
@@ -379,6 +387,9 @@ class LlmStage(Stage):
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         llm = getattr(self, "_llm", None)
         if llm is not None:
             try:
@@ -415,9 +426,7 @@ class LlmStage(Stage):
         g = Generated(texts)
         requests = []
         present = [i for i, t in enumerate(texts) if t]
-        conversations = [self._prompt.messages(texts[i]) for i in present]
-        with self._tok_lock:  # one tokenizer, several shards' threads
-            all_ids = dict(zip(present, chat_token_ids_batch(self._tok, conversations)))
+        all_ids, failed = self.prompt_ids(present, [self._prompt.messages(texts[i]) for i in present])
         if self._llm is None:  # the first shard: the engine starts now, sized for these prompts
             with self._start_lock:
                 if self._llm is None:
@@ -431,6 +440,9 @@ class LlmStage(Stage):
         for i, text in enumerate(texts):
             if not text:
                 g.reasons[i] = "empty_input"
+                continue
+            if i in failed:
+                g.reasons[i], g.details[i] = failed[i]
                 continue
             ids = all_ids[i]
             g.prompt_tokens[i] = len(ids)
@@ -450,6 +462,25 @@ class LlmStage(Stage):
             g.gens[i], g.finish[i], g.out_tokens[i] = comp.text, comp.finish_reason, len(comp.token_ids)
         g.generate_s = time.perf_counter() - t0
         return g
+
+    def prompt_ids(self, rows: list[int], conversations: list) -> tuple[dict[int, list[int]], dict[int, tuple]]:
+        """Token ids of each row's prompt: the chat template rendered within its time and size bound
+        (``template_guard.py``), then tokenized here; rows whose rendering failed get (reason, detail)."""
+        with self._tok_lock:  # one renderer and one tokenizer, several shards' threads
+            rendered = self._renderer.render(conversations) if self._renderer is not None else \
+                [("ok", t) for t in (self._tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                                     for c in conversations)]
+            ok = [(i, r[1]) for i, r in zip(rows, rendered) if r[0] == "ok"]
+            ids = self._tok([t for _, t in ok], add_special_tokens=False)["input_ids"] if ok else []
+        failed = {}
+        for i, (status, value) in zip(rows, rendered):
+            if status == "timeout":
+                failed[i] = ("template_timeout", f"the chat template did not render within {value:g} s")
+            elif status == "too_long":
+                failed[i] = ("prompt_too_long", f"the chat template rendered {value:,} characters")
+            elif status == "error":
+                failed[i] = ("template_error", str(value)[:500])
+        return {i: list(x) for (i, _), x in zip(ok, ids)}, failed
 
     def common_column_names(self) -> set[str]:
         return {f"{self.name}_{c}" for c in GENERATION_COLUMNS}

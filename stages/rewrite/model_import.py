@@ -43,6 +43,16 @@ from stages.rewrite.gguf_header import BadGguf, check_gguf_header
 #: Architectures read and run here (SmolLM2: llama; Qwen2.5-Coder: qwen2).
 KNOWN_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
 
+#: More prompts the written folder's chat template must render, each within a few seconds (a template can branch on
+#: its input: one that renders the check prompt and loops on others passed an import before): the shapes the
+#: stages send (a system turn, few-shot turns, a long document, code full of braces and Jinja-looking text).
+TEMPLATE_CHECKS = [
+    [{"role": "system", "content": "You are a careful editor."}, {"role": "user", "content": "Rewrite: x = 1"}],
+    [{"role": "system", "content": "S"}, {"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
+     {"role": "user", "content": "second {{ not a tag }} {% neither %} </s> <|im_end|>"}],
+    [{"role": "user", "content": "def f():\n    return {'a': [1, 2]}\n" * 2000}],
+]
+
 #: The fixed check: a chat prompt, answered greedily by the GGUF model and by the written folder.
 CHECK_MESSAGES = [{"role": "user", "content": "Write a Python function that returns the square of a number."}]
 CHECK_TOKENS = 24
@@ -279,6 +289,12 @@ def import_gguf(gguf: Path, dest: Path, dtype: str = "bfloat16", force: bool = F
                            f"token {next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)}); "
                            f"it is left in {tmp} for inspection")
 
+    from stages.rewrite.template_guard import render_bounded
+
+    for n, (status, value) in enumerate(render_bounded(str(tmp), TEMPLATE_CHECKS, per_row_s=10.0), 1):
+        if status != "ok":
+            raise ImportFailed(f"the model's chat template does not render check prompt {n} ({status}: {value}); "
+                               f"it is left in {tmp} for inspection")
     record = {"source": str(gguf), "source_bytes": gguf.stat().st_size, "source_sha256": sha256 or sha256_of(gguf),
               **(provenance or {}),
               "architecture": arch, "dtype": dtype, "parameters": sum(v.numel() for k, v in state.items()

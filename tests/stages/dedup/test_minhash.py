@@ -239,7 +239,7 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
     run_dir = tmp_path / "killed"
     sd = run_dir / "stages" / "01-test_slow_minhash_dedup"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--output", str(run_dir), "--no-progress"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(run_dir), "--no-progress"]
     for phase in ("scan", "reduce", "merge", "apply"):
         markers = sd / "done" if phase == "apply" else sd / "work" / phase / "done"
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -85,7 +85,10 @@ LOOP = r"### Improved code\n```python\n(value = compute\(value\)\n){400}```\n"  
 def sgcr(tiny_model):
     from stages.rewrite.stage import Rewrite
 
-    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, max_tokens=200, **CPU_ENGINE)
+    # the answers are forced by a regex whatever the input, so no answer is the input's program: fidelity (its own
+    # tests: test_fidelity.py) is off here, the other rules are what these tests check
+    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, fidelity=False, max_tokens=200,
+                    **CPU_ENGINE)
     stage.setup()
     yield stage
     stage.teardown()
@@ -223,7 +226,8 @@ def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_i
     monkeypatch.setattr(es, "gpu_memory_bytes", lambda: 141 * 10**9)
     monkeypatch.setattr(es, "LARGE_SEQS", (8, 16))  # within what the CPU build's 256 MiB KV cache holds
     engine = {k: v for k, v in CPU_ENGINE.items() if k != "max_num_seqs"}
-    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, max_tokens=200, **engine)
+    stage = Rewrite(prompt="code_sgcr", model=str(tiny_model), check_syntax=True, fidelity=False, max_tokens=200,
+                    **engine)  # (forced answers: see the sgcr fixture)
     stage.setup()
     try:
         assert stage._llm is None  # nothing started before the work is seen
@@ -265,7 +269,7 @@ def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_s
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 400][:10]
     rows.append(dict(rows[0], content="value = compute(value)\n" * 300, blob_id="long"))  # too long a prompt
     src = write_sample(rows, tmp_path / "in.parquet", row_group_size=6)
-    common = {"type": "rewrite", "model": str(tiny_model), "concurrency": 1, "check_syntax": True,
+    common = {"type": "rewrite", "model": str(tiny_model), "concurrency": 1, "check_syntax": True, "fidelity": False,
               "max_tokens": 120, **CPU_ENGINE}
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)], "shard_bytes": 1},
            "stages": [{"type": "syntax_filter"},
