@@ -282,7 +282,8 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
     p = argparse.ArgumentParser(prog="swallow", description="Build SwallowCode/SwallowMath-style pre-training "
                                 "corpora: ingest, filter, dedup, LLM-rewrite and write, on Ray.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level, and show the workers' and "
+                   "vLLM's own logs on the terminal (otherwise in Ray's session logs, /tmp/ray/session_latest/logs)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors (otherwise one line each)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -400,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os
+
+    if args.verbose:  # the workers' and vLLM's own logs on this terminal too (else in Ray's session logs)
+        os.environ["SWALLOW_VERBOSE"] = "1"
+    else:  # an engine in this process (--executor inline) says only what went wrong
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     try:
         return args.func(args)
     except KeyboardInterrupt:

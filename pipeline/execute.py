@@ -204,7 +204,9 @@ def apply_shard(stage: Component, ctx: StageContext, shard: str, whole: pa.Table
         counters["passed_through"] = float(len(passed))
     # An empty shard goes through the stage once too, so its files carry the stage's columns: every shard of a
     # stage then has one schema (``datasets`` refuses a folder of Parquet files whose schemas differ).
-    for start in range(0, max(len(table), 1), max(1, stage.batch_size)):
+    pieces = Pieces(ctx.dir, shard, stage, table)
+    start0 = pieces.resume(kept_parts, rej_parts, counters)
+    for start in range(start0, max(len(table), 1), max(1, stage.batch_size)):
         batch = table.slice(start, stage.batch_size)
         verdict = safe_process(stage, batch, shard_ctx)
         counters.update(verdict.counters)
@@ -212,6 +214,7 @@ def apply_shard(stage: Component, ctx: StageContext, shard: str, whole: pa.Table
         kept_parts.append(k)
         rej_parts.append(r)
         side += s
+        pieces.after_batch(start + len(batch), kept_parts, rej_parts, counters)
     empty = table.schema.empty_table()
     kept = concat(kept_parts, empty)
     if passed is not None and len(passed):  # without the stage's columns: nulls there
@@ -222,8 +225,11 @@ def apply_shard(stage: Component, ctx: StageContext, shard: str, whole: pa.Table
     if artifacts:
         extra["artifacts"] = artifacts
     extra["input_sha256"] = input_seal(ctx, shard)
+    if pieces.resumed_rows:
+        extra["resumed_rows"] = pieces.resumed_rows
     stats = finish_shard(ctx.dir, shard, stage.name, kept, rejected, len(whole), whole.column("id").to_pylist(),
                          extra, t0)
+    pieces.clear()
     return stats, kept
 
 
@@ -261,6 +267,93 @@ def stale_shards(ctx: StageContext, shards: list[str] | None = None) -> list[str
         if recorded and now and recorded != now:
             out.append(shard)
     return out
+
+
+#: While a shard runs, its finished rows are saved in pieces at least this often (seconds): a kill, a Ctrl-C or a lost
+#: machine loses at most the piece under way (the shard marker, written last, still decides what is done).
+PIECE_S = 30.0
+#: Rows-done of a running shard are written at most this often (what ``swallow status`` and the bars read).
+PROGRESS_S = 1.0
+
+
+class Pieces:
+    """The pieces of one shard of one stage saved so far (``work/pieces/SHARD/NNNNNNNNNN.parquet`` + ``.json``:
+    kept and rejected rows of the rows ``[0, end)``, with the counters), and its progress file
+    (``work/progress/SHARD.json``). Pieces are used only by stages that write no per-shard artefacts and process a
+    shard in more than one batch, and only when the input rows are the same (ids checked)."""
+
+    def __init__(self, stage_dir: StageDir, shard: str, stage: Component, table: pa.Table):
+        self.dir = stage_dir.work("pieces") / shard
+        self.progress = stage_dir.work("progress") / f"{shard}.json"
+        self.table = table
+        self.rows = len(table)
+        self.enabled = self.rows > getattr(stage, "batch_size", self.rows) and not _has_artifacts(stage)
+        self.every = getattr(stage, "piece_s", PIECE_S)
+        self.saved_parts = 0  # parts (batches) already in a saved piece
+        self.saved_counters: dict = {}
+        self.saved_rows = 0
+        self.resumed_rows = 0
+        self.t_piece = self.t_progress = time.time()
+        self.t0 = time.time()
+
+    def resume(self, kept_parts: list, rej_parts: list, counters: Counter) -> int:
+        """Load the saved pieces into the lists; the row to go on from (0: none)."""
+        if not self.enabled or not self.dir.is_dir():
+            return 0
+        end = 0
+        ids = self.table.column("id")
+        for meta_path in sorted(self.dir.glob("*.json")):
+            try:
+                meta = json.loads(meta_path.read_text())
+                if meta["start"] != end or meta["end"] > self.rows:
+                    break
+                k = pq.read_table(self.dir / meta["kept"])
+                r = pq.read_table(self.dir / meta["rejected"])
+                want = set(ids.slice(meta["start"], meta["end"] - meta["start"]).to_pylist())
+                got = set(k.column("id").to_pylist()) | set(r.column("id").to_pylist())
+                if got != want or len(k) + len(r) != meta["end"] - meta["start"]:
+                    break  # other input rows: the pieces are not this shard's any more
+            except (OSError, ValueError, KeyError, pa.ArrowException):
+                break
+            kept_parts.append(k)
+            rej_parts.append(r)
+            counters.update(meta.get("counters", {}))
+            end = meta["end"]
+        self.saved_parts, self.saved_rows, self.resumed_rows = len(kept_parts), end, end
+        self.saved_counters = dict(counters)
+        return end
+
+    def after_batch(self, end: int, kept_parts: list, rej_parts: list, counters: Counter) -> None:
+        now = time.time()
+        if now - self.t_progress >= PROGRESS_S:
+            self.t_progress = now
+            rate = (end - self.resumed_rows) / max(now - self.t0, 1e-6)
+            write_json(self.progress, {"rows_done": end, "rows": self.rows, "rows_per_s": round(rate, 2),
+                                       "time": round(now, 3)})
+        if not self.enabled or end >= self.rows or now - self.t_piece < self.every:
+            return
+        self.t_piece = now
+        k = concat(kept_parts[self.saved_parts:], None)
+        r = concat(rej_parts[self.saved_parts:], None)
+        name = f"{self.saved_rows:010d}"
+        write_parquet(self.dir / f"{name}.kept.parquet", k)
+        write_parquet(self.dir / f"{name}.rejected.parquet", r)
+        delta = {key: v - self.saved_counters.get(key, 0) for key, v in counters.items()}  # this piece's own
+        write_json(self.dir / f"{name}.json", {"start": self.saved_rows, "end": end, "kept": f"{name}.kept.parquet",
+                                               "rejected": f"{name}.rejected.parquet", "counters": delta})
+        self.saved_parts, self.saved_rows, self.saved_counters = len(kept_parts), end, dict(counters)
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.progress.unlink(missing_ok=True)
+
+
+def _has_artifacts(stage: Component) -> bool:
+    """Whether the stage writes per-shard files from its kept rows' side values (then a shard is one piece)."""
+    method = getattr(type(stage), "write_artifacts", None)
+    return method is not None and method.__qualname__.split(".")[0] != "Stage"
 
 
 def reject_empty(schema_table: pa.Table) -> pa.Table:

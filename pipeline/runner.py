@@ -153,7 +153,8 @@ def run_component(ex, comp: Component, ctx: StageContext, progress: bool, chaine
         if not todo and chained_tasks:
             continue  # the chain did it all: no second (empty) progress bar
         label = comp.name if phase.name in ("read", "apply") else f"{comp.name}:{phase.name}"
-        with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress) as bar:
+        with Progress(label, total=len(tasks), done=len(tasks) - len(todo), enabled=progress,
+                      watch=[ctx.dir.path] if phase.name == "apply" else None) as bar:
             ex.run(comp, phase, todo, ctx, bar.update)
         ran += len(todo)
     ex.release()  # the workers kept set up through the phases: their CPUs/GPUs go to the next stage
@@ -174,7 +175,7 @@ def run_chain(ex, group: list[tuple[Component, StageContext]], progress: bool) -
     tasks = phase.tasks(chain, first)
     todo = [t for t in tasks if not phase.is_done(first, t.key)]
     with Progress(" > ".join(c.name for c, _ in group), total=len(tasks), done=len(tasks) - len(todo),
-                  enabled=progress) as bar:
+                  enabled=progress, watch=[x.dir.path for _, x in group]) as bar:
         results = ex.run(chain, phase, todo, first, bar.update)
     ex.release()
     wall = time.time() - t0

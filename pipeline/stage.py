@@ -45,6 +45,9 @@ class Stage(Component):
     #: Seconds one row may take in ``process`` (a batch gets this times its rows, then each row alone): a row over
     #: it is rejected as ``row_timeout`` and the run goes on (``pipeline/row_budget.py``; where it holds). None: off.
     row_timeout_s: float | None = Field(300.0, gt=0, le=86_400)
+    #: Seconds between saves of a running shard's finished rows (``work/pieces``): a kill or Ctrl-C loses at most
+    #: the rows since the last save; a rerun goes on from there.
+    piece_s: float = Field(30.0, gt=0, le=86_400)
 
     @field_validator("where")
     @classmethod

@@ -47,13 +47,31 @@ def stage_status(sd: StageDir, expected: int | None, started: float | None) -> d
         if expected and len(done) < expected:
             per_shard = elapsed / len(done)
             eta = per_shard * (expected - len(done))
+    # shards under way: their rows done so far (pipeline/execute.py writes work/progress/SHARD.json as they run)
+    running = []
+    progress_dir = sd.work("progress")
+    for p in sorted(progress_dir.glob("*.json")) if progress_dir.exists() else []:
+        if p.name.startswith(".tmp-") or p.stem in done:
+            continue
+        try:
+            running.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    running_done = sum(r.get("rows_done", 0) for r in running)
+    running_rows = sum(r.get("rows", 0) for r in running)
+    running_rate = sum(r.get("rows_per_s", 0) for r in running if time.time() - r.get("time", 0) < 60)
+    if running and running_rate and expected:
+        per_shard_left = (running_rows - running_done) / running_rate
+        eta = max(eta or 0.0, per_shard_left * max(1, expected - len(done)) / len(running))
+        rate = rate or running_rate
     retries = 0
     events = sd.path / "events.jsonl"
     if events.exists():
         retries = sum(1 for line in events.read_text().splitlines() if '"retry"' in line)
     return {"stage": sd.name, "dir": sd.path.name, "done": len(done), "total": expected, "in": rows_in,
             "kept": kept, "rows_per_s": rate, "eta_s": eta, "worker_died_rows": died, "retries": retries,
-            "phases": phases, "first_done": times[0] if times else None, "last_done": times[-1] if times else None}
+            "phases": phases, "first_done": times[0] if times else None, "last_done": times[-1] if times else None,
+            "running_shards": len(running), "running_rows_done": running_done, "running_rows": running_rows}
 
 
 def under_way(stages: list[dict]) -> list[dict]:
@@ -80,6 +98,11 @@ def status(run_dir: str | Path) -> dict:
     running = " > ".join(s["stage"] for s in under_way(stages)) or None
     holder = current_holder(run_dir)
     finished = running is None and holder is None
+    if holder is None:  # a stopped run has no rate and no ETA: nothing runs
+        for st in stages:
+            st["eta_s"] = None
+            if st["done"] < (st["total"] or 0):
+                st["rows_per_s"] = None
     return {"run_dir": str(run_dir), "planned_shards": planned, "stages": stages, "running": running,
             "holder": holder, "finished": finished, "report": str(run_dir / "report.html")
             if (run_dir / "report.html").exists() else None}
@@ -100,6 +123,9 @@ def format_status(st: dict) -> str:
         notes = []
         for phase, p in s["phases"].items():
             notes.append(f"{phase} {p['done']}" + (f" ({p['failed']} failed)" if p["failed"] else ""))
+        if s.get("running_shards"):
+            notes.append(f"{s['running_shards']} shard(s) under way: {s['running_rows_done']:,}/"
+                         f"{s['running_rows']:,} rows")
         if s["worker_died_rows"]:
             notes.append(f"{s['worker_died_rows']} rows worker_died")
         if s["retries"]:

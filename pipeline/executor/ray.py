@@ -70,6 +70,13 @@ class _Worker:
 EMBEDDED_START_TRIES = 3
 
 
+def workers_to_terminal() -> bool:
+    """Whether the workers' own output (Ray's, vLLM's: engine configs, missing-Triton and thread warnings) is shown
+    on this terminal: only with ``swallow --verbose``. Otherwise it stays in Ray's session logs
+    (``/tmp/ray/session_latest/logs``), and the terminal holds the run's own lines and bars."""
+    return os.environ.get("SWALLOW_VERBOSE") == "1"
+
+
 def start_embedded(ray, kwargs: dict) -> None:
     """``ray.init`` for an embedded Ray, tried again when the local node does not register in time.
 
@@ -214,7 +221,7 @@ class RayExecutor:
 
     def _init(self, ray, cfg, address) -> None:
         if address:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=workers_to_terminal())
         else:
             # The local Ray's processes inherit this environment, so its workers import the project from a plain
             # checkout too; no runtime_env, which would keep actors off the workers Ray prestarts (measured here:
@@ -230,7 +237,7 @@ class RayExecutor:
             start_embedded(ray, dict(
                 num_cpus=cfg.num_cpus if cfg else None, num_gpus=cfg.num_gpus if cfg else None,
                 object_store_memory=cfg.object_store_memory if cfg else None, include_dashboard=False,
-                log_to_driver=True, configure_logging=False))
+                log_to_driver=workers_to_terminal(), configure_logging=False))
 
     def release(self) -> None:
         """The component's phases are done: tear its kept workers down (a graceful ``teardown()`` each: engines
