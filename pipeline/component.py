@@ -45,6 +45,12 @@ class Component(BaseModel):
     #: Python packages (import names) the component needs, and the extra of this project that installs them.
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
+    #: Numeric columns this component makes that are no measurement (offsets, ids, codes): the report draws no
+    #: histogram of them.
+    not_measured: ClassVar[frozenset[str]] = frozenset({"source_offset"})
+    #: Which settings bound which measured column (``{"lint_score": ("min_score",)}``): the report draws them on the
+    #: column's histogram and beside a rejected row's value.
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: Rough CPU seconds per MB of the run's raw input this component costs (the executor choice for a local run:
     #: ``pipeline/executor/choose.py``); cheap rule filters are well under a second, pylint ~15, an LLM far more.
     work_s_per_mb: ClassVar[float] = 0.5

@@ -42,9 +42,18 @@ class LedgerError(AssertionError):
 
 
 def text_bytes(table: pa.Table) -> int:
-    if "text" not in table.column_names or len(table) == 0:
+    """Bytes of the rows' text; where a row has none yet (a web page before extraction), of its HTML."""
+    if len(table) == 0:
         return 0
-    return int(pc.sum(pc.binary_length(table.column("text").cast(pa.string()))).as_py() or 0)
+    total = 0
+    if "text" in table.column_names:
+        total += int(pc.sum(pc.binary_length(table.column("text").cast(pa.string()))).as_py() or 0)
+    if "html" in table.column_names:
+        html = table.column("html").cast(pa.string())
+        if "text" in table.column_names:
+            html = pc.if_else(pc.is_null(table.column("text")), html, pa.scalar(None, pa.string()))
+        total += int(pc.sum(pc.binary_length(html)).as_py() or 0)
+    return total
 
 
 def safe_process(stage: Component, batch: pa.Table, ctx: ShardContext | None = None) -> Verdict:

@@ -24,9 +24,9 @@ def plot_funnel(stats: dict, path: str) -> None:
     ax.barh(names, kept, color="#4c9f70", label="kept")
     left = list(kept)
     reasons = sorted({r for s in stages for r in s["reasons"]})
-    for j, reason in enumerate(reasons):
+    for reason in reasons:
         vals = [s["reasons"].get(reason, 0) for s in stages]
-        ax.barh(names, vals, left=left, color=reason_color(j), label=reason)
+        ax.barh(names, vals, left=left, color=reason_color(reason), label=reason)
         left = [a + b for a, b in zip(left, vals)]
     ax.invert_yaxis()
     ax.set_xlabel("records")
@@ -41,7 +41,12 @@ def plot_funnel(stats: dict, path: str) -> None:
 _REASON_COLORS = [i for i in range(20) if i not in (4, 5)]
 
 
-def reason_color(j: int):
+def reason_color(reason: str):
+    """The colour of a rejection reason: chosen by the reason's name (a stable hash), so a reason has the same colour
+    in every plot and every report, whatever other reasons a run has."""
+    import hashlib
+
     import matplotlib.pyplot as plt
 
+    j = int.from_bytes(hashlib.blake2b(reason.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big")
     return plt.get_cmap("tab20")(_REASON_COLORS[j % len(_REASON_COLORS)])

@@ -43,7 +43,8 @@ table.sbs{width:100%;table-layout:fixed;font-family:ui-monospace,Menlo,Consolas,
 table.sbs col.n{width:3.2em} table.sbs th{text-align:left;font-family:system-ui,sans-serif;font-size:13px}
 table.sbs td{text-align:left;vertical-align:top;padding:0 6px;border:none;border-left:1px solid #e5e7eb}
 table.sbs td.code{white-space:pre-wrap;word-break:break-word} table.sbs td.n{color:#9ca3af;text-align:right}
-td.del{background:#fee2e2} td.add{background:#dcfce7} td.none{background:#f3f4f6}
+td.del{background:#fee2e2} td.add{background:#dcfce7} td.none{background:#f3f4f6} td.mov{background:#dbeafe}
+p.facts{margin:4px 0} span.measured{font-size:13px} b.path{font-size:13px}
 div.ex{border-left:3px solid #d8dde6;margin:6px 0;padding-left:8px}
 """
 
@@ -76,9 +77,9 @@ def funnel_svg(stages: list[dict]) -> str:
     kept = [s["kept"] for s in stages]
     axes[0].barh(names, kept, color="#4c9f70", label="kept")
     left = list(kept)
-    for j, reason in enumerate(sorted({r for s in stages for r in s["reasons"]})):
+    for reason in sorted({r for s in stages for r in s["reasons"]}):
         vals = [s["reasons"].get(reason, 0) for s in stages]
-        axes[0].barh(names, vals, left=left, color=reason_color(j), label=reason)
+        axes[0].barh(names, vals, left=left, color=reason_color(reason), label=reason)
         left = [a + b for a, b in zip(left, vals)]
     axes[0].invert_yaxis()
     axes[0].set_title("documents: kept, and rejected by reason")
@@ -103,56 +104,104 @@ def _numeric(field: pa.Field) -> bool:
     return pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
 
 
-def histograms(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
-    """SVG histograms of the numeric columns this stage added (kept and rejected rows), and the stage's columns."""
+def stage_class(sd: StageDir):
+    """The component class of a stage folder (by the type its stage.json names), or None."""
+    from pipeline import plugins
+
+    cfg = sd.config() or {}
+    for role in ("stage", "source"):
+        try:
+            cls = plugins.component_class(role, cfg.get("type", ""))
+        except Exception:  # noqa: BLE001 - a type this install lacks: no declarations, plot what is numeric
+            cls = None
+        if cls is not None:
+            return cls
+    return None
+
+
+def thresholds(sd: StageDir, column: str) -> list[tuple[str, float]]:
+    """(setting, value) of the stage's settings that bound ``column`` (its class's ``thresholds`` declaration), as
+    configured; a setting left unset (None) bounds nothing."""
+    cls = stage_class(sd)
+    cfg = sd.config() or {}
+    out = []
+    for key in getattr(cls, "thresholds", {}).get(column, ()):
+        value = cfg.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((key, float(value)))
+    return out
+
+
+def measured_columns(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[str]]:
+    """The numeric columns this stage added that are measurements (not the offsets and ids its class declares
+    ``not_measured``), and all of its columns."""
+    cls = stage_class(sd)
+    skip = set(getattr(cls, "not_measured", ())) if cls is not None else set()
+    for shard in sd.done_shards():
+        for part in (KEPT, REJECTED):
+            try:
+                schema = pq.read_schema(sd.verified(part, shard))
+            except (TamperedError, OSError, KeyError, pa.ArrowException):
+                continue
+            cols = set(schema.names)
+            return sorted(f.name for f in schema if f.name not in prev_cols and f.name not in skip
+                          and _numeric(f)), cols
+    return [], prev_cols
+
+
+def histograms(sd: StageDir, measured: list[str]) -> list[str]:
+    """SVG histograms of the stage's measured columns, kept rows and rejected rows apart, with the stage's
+    thresholds for each drawn where it has them."""
     plt = _plt()
     shards = sd.done_shards()
     rng = random.Random(0)
     rng.shuffle(shards)
-    parts, n, cols = [], 0, set()
+    values: dict[str, dict[str, list]] = {c: {KEPT: [], REJECTED: []} for c in measured}
+    n = 0
     for shard in shards:
-        try:  # only files that are what the shard wrote; of them only the new numeric columns, not the text
-            tables, names = [], set()
+        try:  # only files that are what the shard wrote; of them only the measured columns, not the text
             for part in (KEPT, REJECTED):
                 with pq.ParquetFile(sd.verified(part, shard)) as pf:
-                    schema = pf.schema_arrow
-                    names |= set(schema.names)
-                    tables.append(pf.read(columns=[f.name for f in schema if f.name not in prev_cols and _numeric(f)]))
-        except (TamperedError, OSError, KeyError):
+                    names = set(pf.schema_arrow.names)
+                    t = pf.read(columns=[c for c in measured if c in names])
+                for c in t.column_names:
+                    values[c][part] += [v for v in t.column(c).to_pylist() if v is not None]
+                n += t.num_rows
+        except (TamperedError, OSError, KeyError, pa.ArrowException):
             continue
-        parts += tables
-        cols |= names
-        n += sum(t.num_rows for t in tables)
         if n >= SAMPLE_ROWS:
             break
-    if not cols:
-        return [], prev_cols
-    series = []
-    for name in sorted(cols - prev_cols):
-        values = []
-        for t in parts:
-            if name in t.column_names:
-                values += [v for v in t.column(name).to_pylist() if v is not None]
-        if len(values) >= 2 and len(set(values)) >= 2:
-            series.append((name, values))
+    series = [(c, v) for c, v in values.items() if len(set(v[KEPT] + v[REJECTED])) >= 2]
     if not series:
-        return [], cols
+        return []
     # One figure per stage, a grid of histograms: laid out once (32 figures with a tight layout each took 4.5 s
     # of the web sample's 60 s of CPU; the grid takes well under one).
     per_row = min(3, len(series))
     rows = -(-len(series) // per_row)
-    fig, axes = plt.subplots(rows, per_row, figsize=(3.6 * per_row, 2.3 * rows), squeeze=False)
-    for ax, (name, values) in zip(axes.flat, series):
-        # one filled outline per histogram, not 40 bars: the SVG's drawing is most of the report's time
-        ax.hist(values, bins=min(40, max(5, len(set(values)))), color="#3b82f6", histtype="stepfilled")
-        ax.set_title(f"{name} (n={len(values):,})", fontsize=8)
+    fig, axes = plt.subplots(rows, per_row, figsize=(3.6 * per_row, 2.5 * rows), squeeze=False)
+    for ax, (name, v) in zip(axes.flat, series):
+        every = v[KEPT] + v[REJECTED]
+        lo, hi = min(every), max(every)
+        bins = min(40, max(5, len(set(every))))
+        edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)] if hi > lo else bins
+        # one filled outline per histogram and part, not 40 bars: the SVG's drawing is most of the report's time
+        for part, color, label in ((KEPT, "#4c9f70", "kept"), (REJECTED, "#e57373", "rejected")):
+            if v[part]:
+                ax.hist(v[part], bins=edges, color=color, alpha=0.65, histtype="stepfilled",
+                        label=f"{label} ({len(v[part]):,})")
+        for key, value in thresholds(sd, name):
+            ax.axvline(value, color="#1d2330", linestyle="--", linewidth=1)
+            ax.annotate(f"{key} {value:g}", (value, 0), xycoords=("data", "axes fraction"), fontsize=6,
+                        ha="left", va="bottom", xytext=(2, 2), textcoords="offset points", rotation=90)
+        ax.set_title(f"{name} (n={len(every):,})", fontsize=8)
+        ax.legend(fontsize=6, frameon=False, loc="best")
         ax.locator_params(axis="x", nbins=4)  # (five-digit ratios side by side ran into each other)
     for ax in list(axes.flat)[len(series):]:
         ax.set_visible(False)
     w, h = fig.get_size_inches()  # margins in inches (tick labels, titles), whatever the grid's size
-    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=0.4 / h, top=1 - 0.3 / h, hspace=0.55,
+    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=0.4 / h, top=1 - 0.3 / h, hspace=0.6,
                         wspace=0.45)
-    return [_svg(fig, tight=False)], cols
+    return [_svg(fig, tight=False)]
 
 
 def _rate(amount: float, seconds: float) -> str:
@@ -201,7 +250,12 @@ def build(run_dir: str | Path) -> str:
                      f"out of every figure here: {e(', '.join(summary['unverified'][:10]))}. Run "
                      "<code>swallow verify</code>.</p>")
     stage_reasons = {s["stage"]: set(s["reasons"]) for s in stats}
-    examples = {sd.name: reason_examples(sd, reasons=stage_reasons.get(sd.name)) for sd in dirs}
+    measured: dict[str, list[str]] = {}
+    prev: set[str] = set()
+    for sd in dirs:
+        measured[sd.name], prev = measured_columns(sd, prev)
+    examples = {sd.name: reason_examples(sd, reasons=stage_reasons.get(sd.name), measures=measured[sd.name],
+                                         limits={c: thresholds(sd, c) for c in measured[sd.name]}) for sd in dirs}
     rewrites = [(sd, d) for sd, d in ((sd, rewrite_samples(sd)) for sd in dirs) if d]
     # the convention of decontamination stages: contaminated:<set> (n-grams), near_copy:<set> (MinHash)
     decont = [(s["stage"], reason.split(":", 1)[0], reason.split(":", 1)[1], n, s["in"]) for s in stats
@@ -219,7 +273,8 @@ def build(run_dir: str | Path) -> str:
         tokens = s["counters"].get("tokens", s["counters"].get("output_tokens"))
         el = s["elapsed_s"] or s["wall_s"]
         mb_in = (s["bytes_kept"] + s["bytes_rejected"]) / 1e6
-        parts.append(f"<tr><td class='l'>{e(s['stage'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td>"
+        note = " <span class='muted'>(received no rows: the stages before it kept none)</span>" if not s["in"] else ""
+        parts.append(f"<tr><td class='l'>{e(s['stage'])}{note}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td>"
                      f"<td>{s['rejected']:,}</td><td>{mb_in:.2f}</td><td>{s['bytes_kept'] / 1e6:.2f}</td>"
                      f"<td>{'' if tokens is None else f'{int(tokens):,}'}</td><td>{el:.1f}</td>"
                      f"<td>{_rate(s['in'], el)}</td><td>{_rate(mb_in, el)}</td></tr>")
@@ -255,7 +310,7 @@ def build(run_dir: str | Path) -> str:
                  "the model's answer.</p>")
     for s in stats:
         for reason, items in examples.get(s["stage"], {}).items():
-            parts.append(f"<details class='doc'><summary>{e(s['stage'])}: <code>{e(reason)}</code> "
+            parts.append(f"<details class='doc' open><summary>{e(s['stage'])}: <code>{e(reason)}</code> "
                          f"<span class='muted'>({s['reasons'].get(reason, 0):,} rows)</span></summary>"
                          + "".join(items) + "</details>")
     if rewrites:
@@ -264,11 +319,11 @@ def build(run_dir: str | Path) -> str:
                      "an LLM stage kept fewer, rejected ones too, with the model's answer on the right.</p>")
         for sd, docs in rewrites:
             parts.append(f"<h3>{e(sd.name)}</h3>" + "".join(docs))
-    parts.append("<h2 id='measurements'>Measurements</h2><p class='muted'>Histograms of every numeric column each "
-                 "stage added, over kept and rejected rows (a sample of up to 20,000 rows per stage).</p>")
-    prev: set[str] = set()
+    parts.append("<h2 id='measurements'>Measurements</h2><p class='muted'>Histograms of every measurement each "
+                 "stage added (offsets and ids are none), kept rows and rejected rows apart, with the stage's "
+                 "thresholds dashed (a sample of up to 20,000 rows per stage).</p>")
     for sd in dirs:
-        svgs, prev = histograms(sd, prev)
+        svgs = histograms(sd, measured[sd.name])
         if svgs:
             parts.append(f"<h3>{e(sd.name)}</h3><div class='grid'>" +
                          "".join(f"<div class='card'>{svg}</div>" for svg in svgs) + "</div>")

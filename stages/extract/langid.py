@@ -52,6 +52,7 @@ class LanguageId(Stage):
     """fastText language identification; keep-list and minimum score."""
 
     type: ClassVar[str] = "language_id"
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"language_score": ("min_score",)}
     requires: ClassVar[tuple[str, ...]] = ("fasttext",)
     extra: ClassVar[str] = "web"
     #: Path of a fastText language-ID model (lid.176.bin or lid.176.ftz).

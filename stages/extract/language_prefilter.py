@@ -55,6 +55,7 @@ class LanguagePrefilter(Stage):
     """Keep pages that declare one of ``languages`` or whose title reads as one; see the module docstring."""
 
     type: ClassVar[str] = "language_prefilter"
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"title_language_score": ("min_title_score",)}
     requires: ClassVar[tuple[str, ...]] = ("fasttext",)
     extra: ClassVar[str] = "web"
     #: Column holding the page's HTML.

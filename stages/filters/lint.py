@@ -25,6 +25,7 @@ class LintFilter(Stage):
     """SwallowCode's pylint quality filter with the comment-ratio penalty (see the module docstring)."""
 
     type: ClassVar[str] = "lint_filter"
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"lint_score": ("min_score",)}
     work_s_per_mb: ClassVar[float] = 15.0
     #: Lowest final score kept: pylint's score x (1 - comment ratio), SwallowCode: 7.0.
     min_score: float = 7.0

@@ -42,6 +42,7 @@ class MathScore(DocumentFilter):
     """Score how mathematical each document is; keep those at or above ``min_score``."""
 
     type: ClassVar[str] = "math_score"
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"math_score": ("min_score",)}
     measures: ClassVar = {"math_tex_spans": pa.int64(), "math_latex_commands": pa.int64(), "math_symbols": pa.int64(),
                           "math_score": pa.float64()}
     #: Lowest math_score kept (not_math below).

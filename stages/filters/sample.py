@@ -31,6 +31,7 @@ class Sample(GlobalStage):
     """Keep a deterministic sample of rows: a ``rate`` or a ``count`` (see the module docstring)."""
 
     type: ClassVar[str] = "sample"
+    not_measured: ClassVar[frozenset[str]] = frozenset({"sample_key"})
     steps: ClassVar = (Step("pick", "pick", per_partition=False),)
     decides: ClassVar = "all"
     #: Keep rows whose key is below this fraction (0-1).

@@ -193,6 +193,7 @@ class WarcSource(Source):
     """WARC/WET files (or a Common Crawl paths listing) -> one row per response, conversion and revisit record."""
 
     type: ClassVar[str] = "warc"
+    not_measured: ClassVar[frozenset[str]] = frozenset({"source_offset", "warc_inner_offset", "http_status"})
     requires: ClassVar[tuple[str, ...]] = ("charset_normalizer",)
     extra: ClassVar[str] = "web"
     name: str = "ingest"

@@ -46,6 +46,7 @@ class LlmScore(LlmStage):
     """Grade each document 0-10 with an LLM (JSON answer); ``llm_score`` / ``llm_score_reason`` columns."""
 
     type: ClassVar[str] = "llm_score"
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"llm_score": ("min_score",)}
     prompt: str = "code_quality_score"
     #: Reject documents graded below this (``low_llm_score``); None keeps every graded document.
     min_score: float | None = None

@@ -174,3 +174,61 @@ def test_the_report_is_a_function_of_the_run(tmp_path):
                                 "sys.stdout.buffer.write(build(sys.argv[1]).encode())", str(tmp_path / "run")],
                                capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT, check=True)
         assert again.stdout == written, seed
+
+
+MOVED_BEFORE = "import os\n\n\ndef helper():\n    return 1\n\n\ndef main():\n    print(helper())\n\n\nX = 3\n"
+MOVED_AFTER = "import os\n\nX = 3\n\n\ndef main():\n    print(helper())\n\n\ndef helper():\n    return 1\n"
+
+
+@pytest.mark.fast
+def test_a_moved_block_is_moved_lines_and_an_edited_line_stays_paired():
+    from pipeline.report_rows import _pairs
+
+    a, b = MOVED_BEFORE.splitlines(), MOVED_AFTER.splitlines()
+    kinds = [(a[i] if i is not None else b[j], k) for i, j, k in _pairs(a, b)]
+    assert ("def helper():", "mov") in kinds and ("    return 1", "mov") in kinds
+    assert not any(k == "del" and line.strip() for line, k in kinds if line.startswith("def "))
+    edited = _pairs(["total = compute(a, b)"], ["total = compute(a, b, c)"])
+    assert edited == [(0, 0, "chg")]
+
+
+@pytest.mark.shared_data
+@pytest.mark.vllm
+def test_rejected_examples_are_open_with_their_paths_and_moves_show_in_chromium(report_run, tmp_path):
+    """In the browser: every rejected-example section is open and names the row's file; a side-by-side diff of a
+    moved block draws it as moved lines (blue on both sides), not a column of red beside a column of green."""
+    why = chromium_missing()
+    if why:
+        if os.environ.get("SWALLOW_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from PIL import Image
+
+    from pipeline.report import CSS
+    from pipeline.report_rows import side_by_side
+
+    run_dir, _ = report_run
+    probe = """
+    const ex = document.getElementById('examples');
+    const blocks = []; let el = ex.nextElementSibling;
+    while (el && el.tagName !== 'H2') { if (el.matches('details.doc')) blocks.push(el); el = el.nextElementSibling; }
+    return {blocks: blocks.length, open: blocks.filter(b => b.open).length,
+            paths: blocks.filter(b => b.querySelector('b.path') && b.querySelector('b.path').offsetHeight > 0).length};
+    """
+    got = open_page(run_dir / "report.html", probe=probe)["probe"]
+    assert got["blocks"] >= 3 and got["open"] == got["blocks"] and got["paths"] == got["blocks"], got
+    page = tmp_path / "moved.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body><h1>diff</h1>"
+                    f"{side_by_side(MOVED_BEFORE, MOVED_AFTER)}</body></html>")
+    shot = tmp_path / "moved.png"
+    open_page(page, element=("table.sbs", shot))
+    img = Image.open(shot).convert("RGB")
+    w, h = img.size
+    px = img.load()
+
+    def rows_with(rgb) -> int:
+        return sum(1 for y in range(h) if any(all(abs(p - q) <= 6 for p, q in zip(px[x, y], rgb))
+                                               for x in range(0, w, 7)))
+
+    blue, red = rows_with((219, 234, 254)), rows_with((254, 226, 226))  # td.mov, td.del
+    assert blue > 2 * max(red, 1), (blue, red)
