@@ -81,6 +81,7 @@ def cmd_run(args) -> int:
     summary = run_pipeline(cfg, run_dir, progress=not args.no_progress,
                            export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
+    _say_if_empty(summary.get("stages") or [])
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
     if summary.get("root"):
         print(f"root: {summary['root']}   (every sealed file of the run under one hash)")
@@ -219,9 +220,18 @@ def cmd_verify(args) -> int:
     st = collect_stats(args.run_dir)["stages"]
     print(f"verify: OK: {len(st)} stages; every input id is kept or rejected exactly once "
           f"({st[0]['in']:,} records in, {st[-1]['kept']:,} kept at the end)")
+    _say_if_empty(st)
     print(f"root: {root_of(leaves(Path(args.run_dir)))}  (every sealed file of the run; check a copy with "
           f"`swallow verify COPY --root ROOT`)")
     return 0
+
+
+def _say_if_empty(stages: list[dict]) -> None:
+    """A run that kept nothing is said so, with where the rows went: never reported as just "OK"."""
+    if stages and not stages[-1]["kept"]:
+        from pipeline.ledger import empty_summary
+
+        print(f"EMPTY: {empty_summary(stages)}", file=sys.stderr)
 
 
 def cmd_stats(args) -> int:

@@ -251,3 +251,10 @@ def format_stats(stats: dict) -> str:
             lines.append(f"{'':<{w}}   * {k:<40} {v:>10,}")
     return "\n".join(lines)
 
+
+def empty_summary(stages: list[dict]) -> str:
+    """Where the rows of a run that kept nothing went: the stage that rejected the last of them and its reasons."""
+    last = next((s for s in reversed(stages) if s["in"]), stages[0])
+    reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(last["reasons"].items(), key=lambda x: -x[1])[:6])
+    return (f"no record was kept ({stages[0]['in']:,} in); the last {last['in']:,} reached stage "
+            f"{last['stage']!r}, which rejected them ({reasons or 'no reason recorded'})")

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import Field
 
-from pipeline.ledger import collect_stats, list_stages
+from pipeline.ledger import collect_stats, empty_summary, list_stages
 from pipeline.output import Output
 from pipeline.records import BASE_FIELDS, KIND_FIELDS
 from pipeline.shards import KEPT, write_atomic_bytes
@@ -110,14 +110,13 @@ def export_dataset(run_dir: str | Path, cfg, out: "DatasetOutput") -> Path:
             if size >= limit:
                 groups.append([])
                 size = 0
-    groups = [g for g in groups if g] or [[]]
+    # no row kept: no data file (``datasets`` cannot read a Parquet file of no rows: "BatchSize must be greater
+    # than 0"); the card says the dataset is empty and where the rows went
+    groups = [g for g in groups if g]
     total = len(groups)
     for i, group in enumerate(groups):
         path = tmp / f"train-{i:05d}-of-{total:05d}.parquet"
-        if group:
-            pq.write_table(pa.concat_tables(group, promote_options="permissive"), path, compression="zstd")
-        else:
-            pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), path)
+        pq.write_table(pa.concat_tables(group, promote_options="permissive"), path, compression="zstd")
     manifest = {p.name: file_digest(p) for p in sorted(tmp.glob("*.parquet"))}
     final = out_root / "data"
     shutil.rmtree(final, ignore_errors=True)
@@ -220,10 +219,14 @@ def render_card(cfg, out, stats: dict, run_dir: Path, name: str | None = None) -
         "tags": ["pretraining", "swallow-curator", cfg.kind],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     }
+    if not n_final:  # no data file to point at
+        del header["configs"]
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
              f"# {header['pretty_name']}", ""]
     if cfg.description:
         lines += [cfg.description, ""]
+    if not n_final and stages:
+        lines += [f"**This dataset is empty**: {empty_summary(stages)}", ""]
     lines += ["Built with swallow-curator. Every input record is either in this dataset or was rejected with a "
               "reason by one stage; `swallow verify` checked the run's ledger.", "",
               "![funnel](funnel.png)", "", "## Pipeline", "",

@@ -117,3 +117,23 @@ def test_publish_refuses_non_parquet_shard_files(broken_copies):
 
     with pytest.raises(PublishError, match="does not verify"):
         publish(broken_copies[1], "user/name", dry_run=True)
+
+
+def test_an_empty_result_is_said_and_the_export_loads(tmp_path):
+    """A run that keeps nothing says so and where the rows went (never just "OK"); its export holds no data file
+    that ``datasets`` would choke on, and its card says it is empty."""
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["short", "tiny"]}), src)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"kind: code\nsource: {{type: records, paths: ['{src}']}}\nstages:\n"
+                   "  - {type: length_filter, min_chars: 100}\n")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--output", str(out),
+                           "--no-progress"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and "EMPTY: no record was kept (2 in)" in proc.stderr
+    assert "'length_filter', which rejected them (too_short 2)" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and "EMPTY:" in proc.stderr
+    assert "This dataset is empty" in (out / "dataset" / "README.md").read_text()
+    assert not list((out / "dataset" / "data").glob("*.parquet"))

@@ -84,6 +84,19 @@ class Store:
     assert "deque" in f.detail("new_undefined")
 
 
+def test_a_rename_is_no_lost_definition():
+    """SGCR asks for better names: ``getfiles`` -> ``get_files``, ``perfect_square`` -> ``is_perfect_square``."""
+    original = "def getfiles(d):\n    return d\n\n\ndef perfect_square(n):\n    return n\n\n\nclass A:\n" \
+               "    def makex(self):\n        return 1\n"
+    rewrite = "def get_files(d):\n    return d\n\n\ndef is_perfect_square(n):\n    return n\n\n\nclass A:\n" \
+              "    def make_x(self):\n        return 1\n"
+    _, f = findings(original, rewrite)
+    assert f.lost_definitions == [] and sorted(f.renamed) == ["A.makex -> A.make_x", "getfiles -> get_files",
+                                                              "perfect_square -> is_perfect_square"]
+    _, g = findings(original, "def get_files(d):\n    return d\n")  # really gone
+    assert "perfect_square" in g.lost_definitions and "A" in g.lost_definitions
+
+
 def test_an_undefined_name_the_input_already_lacked_is_not_new():
     original = "def f():\n    return helper(1)\n"
     rewrite = "def f() -> int:\n    \"\"\"Doc.\"\"\"\n    return helper(1)\n"
