@@ -18,6 +18,8 @@ name), and all of them compiled. Each check here compares the rewrite with its i
 * ``lost_tests``: the input held tests (``test_*`` functions or methods) and the rewrite holds none.
 * ``lost_public``: public top-level names (functions, classes, assigned constants; not ``_private``) of the input
   the rewrite no longer binds.
+* ``shadowed_imports``: names the input imported that the rewrite defines itself instead (a stub class in place of
+  ``from .cartan_type import CartanType``: the module no longer re-exports the real one).
 * ``length_ratio``: characters of the rewrite over the input's.
 
 ``repair_imports`` re-adds, for a new undefined name, the input's own top-level import that bound it (e.g. the
@@ -38,11 +40,12 @@ from pathlib import Path
 
 #: The checks, in the order they are reported; each is also the reason's suffix (``fidelity_<check>``... see
 #: ``REASONS``).
-CHECKS = ("new_undefined", "lost_definitions", "changed_kind", "changed_signature", "lost_tests", "lost_public")
+CHECKS = ("new_undefined", "lost_definitions", "changed_kind", "changed_signature", "lost_tests", "lost_public",
+          "shadowed_imports")
 #: The reason a failed check gives.
 REASONS = {"new_undefined": "new_undefined_name", "lost_definitions": "lost_definition",
            "changed_kind": "changed_kind", "changed_signature": "changed_signature", "lost_tests": "lost_tests",
-           "lost_public": "lost_public_name"}
+           "lost_public": "lost_public_name", "shadowed_imports": "shadowed_import"}
 
 _NAME_IN_MESSAGE = re.compile(r"`([^`]{1,200})`")
 
@@ -199,6 +202,7 @@ class Fidelity:
     changed_signature: list[str] = field(default_factory=list)
     lost_tests: list[str] = field(default_factory=list)
     lost_public: list[str] = field(default_factory=list)
+    shadowed_imports: list[str] = field(default_factory=list)
     length_ratio: float | None = None
     repaired_imports: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)
@@ -218,7 +222,8 @@ class Fidelity:
                 "changed_kind": f"another kind of definition: {text}",
                 "changed_signature": f"no longer accepts the input's calls: {text}",
                 "lost_tests": f"the input held tests ({text}); the rewrite holds none",
-                "lost_public": f"the input's public names {text} are no longer bound"}[check]
+                "lost_public": f"the input's public names {text} are no longer bound",
+                "shadowed_imports": f"defines {text} itself where the input imported it"}[check]
 
 
 def _norm(name: str) -> str:
@@ -261,6 +266,7 @@ def compare(original: str, rewrite: str, undefined_before: set[str], undefined_a
     if a.tests and not b.tests:
         f.lost_tests.append(f"{a.tests} test function{'s' if a.tests != 1 else ''}")
     f.lost_public = sorted(a.public - b.public - set(f.lost_definitions))
+    f.shadowed_imports = sorted(n for n in a.imports if n in b.defs)  # (an import kept above the stub loses too)
     return f
 
 

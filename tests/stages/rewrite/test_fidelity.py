@@ -84,6 +84,13 @@ class Store:
     assert "deque" in f.detail("new_undefined")
 
 
+def test_a_stub_in_place_of_an_import_is_found():
+    original = "from .cartan_type import CartanType\n\n__all__ = ['CartanType']\n"
+    rewrite = "from .cartan_type import CartanType\n\n\nclass CartanType:\n    pass\n\n\n__all__ = ['CartanType']\n"
+    _, f = findings(original, rewrite)
+    assert f.shadowed_imports == ["CartanType"] and f.failed(["shadowed_imports"]) == "shadowed_import"
+
+
 def test_a_rename_is_no_lost_definition():
     """SGCR asks for better names: ``getfiles`` -> ``get_files``, ``perfect_square`` -> ``is_perfect_square``."""
     original = "def getfiles(d):\n    return d\n\n\ndef perfect_square(n):\n    return n\n\n\nclass A:\n" \

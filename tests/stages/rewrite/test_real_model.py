@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.real_model, pytest.mark.vllm]
 #: Every reason the rewrite and the scorer can give (anything else is a bug).
 REWRITE_REASONS = {None, "truncated", "no_code_block", "no_marker", "rewrite_syntax_error", "too_short",
                    "shrunk", "repetition", "declined", "prompt_too_long", "empty_input", "copied_example",
-                   "new_undefined_name", "lost_definition", "changed_kind", "lost_tests", "template_timeout",
-                   "template_error"}
+                   "new_undefined_name", "lost_definition", "changed_kind", "lost_tests", "shadowed_import",
+                   "template_timeout", "template_error"}
 SCORE_REASONS = {None, "truncated", "unparsable_score", "low_llm_score", "prompt_too_long", "empty_input"}
 #: The real model in CPU tests, in the dtype it was imported in (conftest.REAL_MODEL_DTYPE: why float32 here).
 ENGINE = {**CPU_ENGINE, "dtype": REAL_MODEL_DTYPE, "max_model_len": 2048}
@@ -133,7 +133,7 @@ def test_sgcr_then_scor_then_llm_score_with_a_real_coding_model_on_ray(tmp_path,
     short = [r for r in corpus_rows if 150 < len(r["content"]) < 500 and compiles(r["content"])][:8]
     src = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(short), src)
-    engine = {**CPU_ENGINE, "dtype": "auto", "max_model_len": 4096, "concurrency": 1, "max_tokens": 512,
+    engine = {**CPU_ENGINE, "dtype": "auto", "max_model_len": 4096, "concurrency": 1, "max_tokens": 1024,
               "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]},
            "stages": [{"type": "rewrite", "name": "sgcr", "prompt": "code_sgcr", "model": str(coding_model),
@@ -150,7 +150,7 @@ def test_sgcr_then_scor_then_llm_score_with_a_real_coding_model_on_ray(tmp_path,
     assert len(sgcr_rows) == 8
     assert {r.get("reason") for r in sgcr_rows} <= REWRITE_REASONS
     assert len(rows_of(out, "01-sgcr", "kept")) >= 4, [(r.get("reason"), r.get("detail")) for r in sgcr_rows]
-    rejecting = {"sgcr": ("new_undefined", "lost_definitions", "changed_kind", "lost_tests"),
+    rejecting = {"sgcr": ("new_undefined", "lost_definitions", "changed_kind", "lost_tests", "shadowed_imports"),
                  "scor": ("new_undefined",)}  # the stages' fidelity_reject (SGCR's default, SCOR's as configured)
     for folder, stage in (("01-sgcr", "sgcr"), ("02-scor", "scor")):
         for r in rows_of(out, folder, "kept"):
