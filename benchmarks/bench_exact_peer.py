@@ -56,8 +56,8 @@ cfg = ExactDedupConfig(content_getter=content)
 for steps, tasks in (([JsonlReader(src), ExactDedupSignature(f"{work}/sigs", cfg)], files),
                      ([ExactFindDedups(f"{work}/sigs", f"{work}/dups", cfg)], 1),
                      ([JsonlReader(src), ExactDedupFilter(f"{work}/dups", cfg), JsonlWriter(f"{work}/out")], files)):
-    LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=f"{work}/logs{len(steps)}{tasks}",
-                          skip_completed=False).run()
+    LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks),
+                          logging_dir=f"{work}/logs{len(steps)}{tasks}", skip_completed=False).run()
 '''
 
 

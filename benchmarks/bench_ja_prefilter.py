@@ -8,7 +8,8 @@ prefilter:  language_prefilter (``<html lang>``/Content-Language, else the ``<ti
 A page is Japanese when language ID after full extraction labels it ``ja`` (any score). Two samples, both read by
 our WARC source (the reading is not timed, the same for both sides): every WARC file in ../shared/data/warc (the
 29 EUC-JP pages of the ClueWeb file among the 177 HTML responses), and the loose HTML pages of ../shared/data/html
-(115; trafilatura's evaluation set is a tarball) packed into one WARC (the 43 Japanese ones among them). Sides alternate; one core each (the extraction worker inherits it).
+(115; trafilatura's evaluation set is a tarball) packed into one WARC (the 43 Japanese ones among them). Sides
+alternate; one core each (the extraction worker inherits it).
 
     python benchmarks/bench_ja_prefilter.py [--rounds 2]
 """

@@ -75,7 +75,8 @@ pipeline = [WarcReader(src, glob_pattern="*.warc.gz"), Trafilatura(), w("extract
             LanguageFilter(languages=["en"], exclusion_writer=w("language_id")),
             GopherQualityFilter(exclusion_writer=w("gopher_quality")),
             GopherRepetitionFilter(exclusion_writer=w("gopher_repetition")),
-            C4QualityFilter(exclusion_writer=w("c4_filter")), FineWebQualityFilter(exclusion_writer=w("fineweb_filter")),
+            C4QualityFilter(exclusion_writer=w("c4_filter")),
+            FineWebQualityFilter(exclusion_writer=w("fineweb_filter")),
             w("kept")]
 LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=logs).run()
 '''

@@ -95,7 +95,7 @@ def cmd_raw(args) -> int:
 
     stage._prompt = load_prompt(stage.prompt)
     prev = previous_dir(run, args.stage)
-    table = pa.concat_tables([pq.read_table(p, columns=["id", stage.column]) for p in sorted((prev / "kept").glob("*.parquet"))])
+    table = pa.concat_tables([pq.read_table(p, columns=["id", stage.column]) for p in sorted((prev / "kept").glob("*.parquet"))])  # noqa: E501
     texts = [t for t in table.column(stage.column).to_pylist() if t]
     from transformers import AutoTokenizer
 

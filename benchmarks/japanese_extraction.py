@@ -159,14 +159,14 @@ def main() -> None:
     print(f"{len(pages)} pages of html/japanese ({sum(p['kind'] == 'full' for p in pages)} full text, "
           f"{sum(p['kind'] == 'start' for p in pages)} start, {sum(p['kind'] == 'snippets' for p in pages)} snippets),"
           f" {len(clueweb)} ClueWeb pages")
-    print("| extraction | full P | full R | start found | a piece of it found | chars before start (median) | snippets with / without |"
+    print("| extraction | full P | full R | start found | a piece of it found | chars before start (median) | snippets with / without |"  # noqa: E501
           " ClueWeb identical | seconds |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, fn in runs.items():
         t0 = time.perf_counter()
         s = score(fn, pages, clueweb)
         print(f"| {name} | {s['full_precision']:.3f} | {s['full_recall']:.3f} | {s['start_found']}/{s['start_pages']}"
-              f" | {s['start_piece_found']}/{s['start_pages']} | {s['lead_median']} | {s['snippets_with']}/{s['snippets_with_of']} / {s['snippets_without_leaked']}"
+              f" | {s['start_piece_found']}/{s['start_pages']} | {s['lead_median']} | {s['snippets_with']}/{s['snippets_with_of']} / {s['snippets_without_leaked']}"  # noqa: E501
               f" | {s['clueweb_identical']}/{s['clueweb_pages']} ({s['clueweb_distinct']} distinct) "
               f"| {time.perf_counter() - t0:.1f} |")
     if args.english:

@@ -40,12 +40,12 @@ def main() -> None:
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
     print(f"{len(texts)} math pages (math_score >= 0.5) from ../shared/data/html/math\n")
     print(f"{'stage':<20} {'setting':<28} {'kept':>6}  rejections")
-    cases = [("gopher_quality", "default", GopherQuality()), ("gopher_quality", "math_aware", GopherQuality(math_aware=True)),
+    cases = [("gopher_quality", "default", GopherQuality()), ("gopher_quality", "math_aware", GopherQuality(math_aware=True)),  # noqa: E501
              ("gopher_repetition", "default", GopherRepetition()),
              ("gopher_repetition", "math_aware", GopherRepetition(math_aware=True)),
              ("c4_filter", "default", C4Filter()), ("c4_filter", "math_aware", C4Filter(math_aware=True)),
              ("c4_filter", "no { rule", C4Filter(filter_curly_bracket=False)),
-             ("fineweb_filter", "default", FineWebFilter()), ("fineweb_filter", "math_aware", FineWebFilter(math_aware=True))]
+             ("fineweb_filter", "default", FineWebFilter()), ("fineweb_filter", "math_aware", FineWebFilter(math_aware=True))]  # noqa: E501
     for stage, setting, s in cases:
         reasons = s.process(table).reasons
         kept = sum(r is None for r in reasons)

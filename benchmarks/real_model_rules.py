@@ -106,7 +106,9 @@ def run_stage(stage, table: pa.Table, out: Path, name: str, engine_from=None) ->
     print(f"{name}: {len(table)} rows, engine {t1 - t0:.0f} s, generation {t2 - t1:.0f} s, {tokens} tokens",
           flush=True)
     kept = [i for i, r in enumerate(v.reasons) if r is None]
-    texts = v.columns["text"].to_pylist() if "text" in v.columns else table["text"].to_pylist()
+    col = v.columns.get("text")
+    texts = (col.to_pylist() if hasattr(col, "to_pylist") else list(col)) if col is not None else \
+        table["text"].to_pylist()
     return pa.table({"id": [table["id"][i].as_py() for i in kept], "text": [texts[i] for i in kept]})
 
 
@@ -132,6 +134,10 @@ def measure(args) -> None:
         if "sgcr" in todo:
             sgcr_kept = stage_run(Rewrite(name="sgcr", prompt="code_sgcr", model=model, check_syntax=True,
                                           min_length_ratio=0.3, **CODE_SAMPLING, **engine), code, "sgcr")
+        if sgcr_kept is None and (out / "sgcr.parquet").exists():  # an earlier run's SGCR answers
+            done = pq.read_table(out / "sgcr.parquet").to_pylist()
+            sgcr_kept = pa.table({"id": [r["id"] for r in done if r["reason"] is None],
+                                  "text": [r["text"] for r in done if r["reason"] is None]})
         if "scor" in todo:  # SCOR rewrites what SGCR kept, as in the recipe
             scor_in = sgcr_kept if sgcr_kept is not None else code
             stage_run(Rewrite(name="scor", prompt="code_scor", model=model, check_syntax=True,
@@ -291,7 +297,7 @@ def lint_before_after(out: Path) -> None:
         for label, (raw, final) in scores.items():
             raw_ok, fin_ok = [x for x in raw if x is not None], [x for x in final if x is not None]
             if raw_ok:
-                print(f"  {label:18s} raw mean {sum(raw_ok) / len(raw_ok):5.2f} median {sorted(raw_ok)[len(raw_ok) // 2]:5.2f}"
+                print(f"  {label:18s} raw mean {sum(raw_ok) / len(raw_ok):5.2f} median {sorted(raw_ok)[len(raw_ok) // 2]:5.2f}"  # noqa: E501
                       f"   final mean {sum(fin_ok) / len(fin_ok):5.2f}   >= 7.0: {sum(x >= 7 for x in fin_ok)}")
         higher = sum(1 for a, b in zip(scores["input"][1], scores["rewrite_formatted"][1])
                      if a is not None and b is not None and b > a)

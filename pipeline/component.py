@@ -10,10 +10,9 @@ component itself. Subclasses that set ``type`` are registered under their role (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 

@@ -36,7 +36,6 @@ from pipeline.verdict import Verdict
 from pipeline.where import WhereError, mask
 
 
-
 class LedgerError(AssertionError):
     """Rows were lost or duplicated: a bug, never a data problem."""
 
@@ -170,7 +169,7 @@ def finish_shard(
     }
     files[STATS] = write_json(stage_dir.file(STATS, shard), stats)
     # the stage's own files of this shard (e.g. Megatron .bin/.idx), sealed too
-    files.update(seal(stage_dir.path, [stage_dir.path / rel for rel in (extra.get("artifacts") or {}).get("files", [])]))
+    files.update(seal(stage_dir.path, [stage_dir.path / rel for rel in (extra.get("artifacts") or {}).get("files", [])]))  # noqa: E501
     marker = {"in": n_in, "kept": len(kept), "rejected": len(rejected), "files": files,
               "config_sha256": stage_dir.config_sha256(), "kept_digest": content_digest(kept)}
     if extra.get("input_sha256"):  # the seal of the previous stage's kept file this shard read (stale checks)

@@ -9,7 +9,8 @@ for work of 1-2 s.
 What may chain: the source (its read phase) and the stages after it whose only phase is the plain apply phase (no
 global phase, which must see every shard), with the same resources, one task at a time, and no GPU. The ledger is
 unchanged: a chain's task for shard S runs the stages in order, each writing its files and marker as it would
-alone, so ``swallow verify``, ``status`` and the report read the same folders. A rerun resumes a shard at its first stage without a marker; a worker that dies
+alone, so ``swallow verify``, ``status`` and the report read the same folders. A rerun resumes a shard at its first
+stage without a marker; a worker that dies
 is counted against that stage and shard (``attempt_key``), as it would be unchained, and a shard that keeps
 killing workers is rejected (``worker_died``) at that stage; the stages after it then finish the shard on their
 own, unchained (``leftover``). The worker's process title names the stage it is in (``ray::swallow lint_filter
@@ -24,8 +25,15 @@ from typing import Any
 
 from pipeline.component import Component, Resources
 from pipeline.errors import MemberSetupError, WorkerBroken
-from pipeline.execute import (ApplyPhase, SourcePhase, apply_shard, read_shard, read_source_shard, stale_shards,
-                              reject_whole_shard)
+from pipeline.execute import (
+    ApplyPhase,
+    SourcePhase,
+    apply_shard,
+    read_shard,
+    read_source_shard,
+    reject_whole_shard,
+    stale_shards,
+)
 from pipeline.phase import Phase
 from pipeline.proctitle import set_title
 from pipeline.shards import KEPT

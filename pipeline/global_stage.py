@@ -57,8 +57,17 @@ from pydantic import Field, field_validator
 
 from pipeline.component import Resources
 from pipeline.execute import ApplyPhase, read_shard, reject_whole_shard, run_stage_shard
-from pipeline.phase import (Phase, check_inputs, peak_rss_mb, phase_outputs, read_marker, read_side,
-                            recorded_inputs, side_file, write_phase_marker)
+from pipeline.phase import (
+    Phase,
+    check_inputs,
+    peak_rss_mb,
+    phase_outputs,
+    read_marker,
+    read_side,
+    recorded_inputs,
+    side_file,
+    write_phase_marker,
+)
 from pipeline.shards import KEPT, StageDir, write_parquet
 from pipeline.stage import Stage
 from pipeline.task import ShardContext, StageContext, Task

@@ -29,7 +29,8 @@ SAMPLE_ROWS = 20_000  # rows per stage read for histograms (a deterministic samp
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1500px;
 padding:0 16px;color:#1d2330;line-height:1.45}
-h1{font-size:26px;margin-bottom:4px} h2{font-size:20px;border-bottom:1px solid #d8dde6;padding-bottom:4px;margin-top:32px}
+h1{font-size:26px;margin-bottom:4px}
+h2{font-size:20px;border-bottom:1px solid #d8dde6;padding-bottom:4px;margin-top:32px}
 h3{font-size:16px;margin:18px 0 6px} table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #d8dde6;padding:3px 8px;text-align:right} th{background:#f2f4f8} td.l,th.l{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #d8dde6;border-radius:6px;padding:8px}
@@ -149,7 +150,23 @@ def measured_columns(sd: StageDir, prev_cols: set[str]) -> tuple[list[str], set[
     return [], prev_cols
 
 
-def histograms(sd: StageDir, measured: list[str]) -> list[str]:
+def tier_cuts(stage_dirs: list[StageDir], column: str) -> list[tuple[str, float]]:
+    """Where later stages' ``where:`` split ``column`` into tiers (SwallowCode-v2: ``llm_score < 3`` dropped, 3-7
+    rewritten, 8-10 kept as they are)."""
+    from pipeline.where import cut_points
+
+    out = []
+    for sd in stage_dirs:
+        expr = (sd.config() or {}).get("where")
+        if expr and column in expr:
+            try:
+                out += [(f"{sd.name} where", v) for v in cut_points(expr, column)]
+            except Exception:  # noqa: BLE001 - an expression this version cannot read: no line
+                continue
+    return out
+
+
+def histograms(sd: StageDir, measured: list[str], all_dirs: list[StageDir] = ()) -> list[str]:
     """SVG histograms of the stage's measured columns, kept rows and rejected rows apart, with the stage's
     thresholds for each drawn where it has them."""
     plt = _plt()
@@ -189,7 +206,7 @@ def histograms(sd: StageDir, measured: list[str]) -> list[str]:
             if v[part]:
                 ax.hist(v[part], bins=edges, color=color, alpha=0.65, histtype="stepfilled",
                         label=f"{label} ({len(v[part]):,})")
-        for key, value in thresholds(sd, name):
+        for key, value in thresholds(sd, name) + tier_cuts(list(all_dirs), name):
             ax.axvline(value, color="#1d2330", linestyle="--", linewidth=1)
             ax.annotate(f"{key} {value:g}", (value, 0), xycoords=("data", "axes fraction"), fontsize=6,
                         ha="left", va="bottom", xytext=(2, 2), textcoords="offset points", rotation=90)
@@ -323,7 +340,7 @@ def build(run_dir: str | Path) -> str:
                  "stage added (offsets and ids are none), kept rows and rejected rows apart, with the stage's "
                  "thresholds dashed (a sample of up to 20,000 rows per stage).</p>")
     for sd in dirs:
-        svgs = histograms(sd, measured[sd.name])
+        svgs = histograms(sd, measured[sd.name], dirs)
         if svgs:
             parts.append(f"<h3>{e(sd.name)}</h3><div class='grid'>" +
                          "".join(f"<div class='card'>{svg}</div>" for svg in svgs) + "</div>")

@@ -85,7 +85,7 @@ def side_by_side(before: str, after: str, label: str = "after") -> str:
     note = f"<p class='muted'>first {MAX_LINES} lines of each side</p>" if cut else ""
     return ("<table class='sbs'><colgroup><col class='n'><col><col class='n'><col></colgroup>"
             "<thead><tr><th class='n'></th><th class='code'>before</th><th class='n'></th>"
-            f"<th class='code'>{html.escape(label)}</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>" + note)
+            f"<th class='code'>{html.escape(label)}</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>" + note)  # noqa: E501
 
 
 #: Columns of a rewritten row shown with it, when the run has them: the grade, the rewrite's own checks, the lint
@@ -185,7 +185,7 @@ def reason_examples(sd: StageDir, k: int = 3, reasons: set[str] | None = None, m
         for r in rows:
             text = (r.get("text") or "")
             where = r.get("path") or r.get("source_file") or r.get("url")
-            parts = [f"<div class='ex'>" + (f"<b class='path'>{e(str(where))}</b> " if where else "")
+            parts = ["<div class='ex'>" + (f"<b class='path'>{e(str(where))}</b> " if where else "")
                      + f"<code>{e(str(r.get('id')))}</code>"]
             values = []
             for c in measures:

@@ -106,7 +106,7 @@ def check_root(run_dir: Path, expected: str | None = None) -> tuple[str, list[st
             now = dict(pairs)
             changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
             if changed:
-                problems.append(f"the run's root {root[:16]}... differs from the recorded {str(recorded.get('root'))[:16]}"
+                problems.append(f"the run's root {root[:16]}... differs from the recorded {str(recorded.get('root'))[:16]}"  # noqa: E501
                                 f"...: changed since the run ended: {', '.join(changed[:5])}"
                                 f"{' ...' if len(changed) > 5 else ''}")
             else:

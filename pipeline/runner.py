@@ -25,9 +25,9 @@ from pipeline.executor import make_executor
 from pipeline.fusion import Chain, ChainPhase, chains
 from pipeline.ledger import collect_stats
 from pipeline.lock import RunLock
-from pipeline.task import StageContext
 from pipeline.progress import Progress
 from pipeline.shards import StageDir, clean_temp, write_atomic_bytes, write_json
+from pipeline.task import StageContext
 
 log = logging.getLogger("swallow")
 

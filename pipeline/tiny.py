@@ -65,8 +65,8 @@ def make_tiny_model(out: str | Path, corpus_dir: str | Path | None = None, vocab
     corpus = Path(corpus_dir) if corpus_dir else stdlib_sample(out.parent / (out.name + "-corpus"))
     files = sorted(str(p) for p in corpus.rglob("*.py"))[:400]
     train_tokenizer(files, out, vocab_size)
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), bos_token="<|im_start|>",
                                   eos_token="<|im_end|>", pad_token="<|endoftext|>")

@@ -14,7 +14,8 @@ with ``pyarrow.compute`` (never ``eval``). The grammar, all of it:
 Checked before any row is read: the expression's size (``MAX_CHARS``, ``MAX_DEPTH``), that ``in`` lists hold literals
 of one kind and comparisons compare like with like (numbers, strings, booleans), and, once the stage's input
 schema is known (``check``, called while planning the stage), that every column exists and has a type its
-comparisons fit. A comparison with a null operand is false (so ``llm_score < 8`` does not select rows that were never scored,
+comparisons fit. A comparison with a null operand is false (so ``llm_score < 8`` does not select rows that were never
+scored,
 and ``not llm_score < 8`` does); ``and``/``or``/``not`` then combine plain booleans. ``in`` never matches a null;
 ``is None`` finds them. Examples: ``llm_score < 8``, ``language == "python" and n_tokens > 100``.
 """
@@ -251,3 +252,21 @@ def _eval(node: ast.AST, table: pa.Table):
         v = _value(node, table)
         return v if isinstance(v, pa.ChunkedArray | pa.Array) else pa.array([v] * len(table))
     raise WhereError(f"cannot evaluate {ast.dump(node)}")
+
+
+def cut_points(expr: str, column: str) -> list[float]:
+    """The numbers ``column`` is compared with in ``expr`` (``llm_score < 3 or llm_score >= 8`` -> [3, 8]): where a
+    ``where:`` splits a measurement into tiers, for the report to draw."""
+    out = []
+    for node in ast.walk(parse(expr)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        if not any(isinstance(o, ast.Name) and o.id == column for o in operands):
+            continue
+        for o in operands:
+            v = o.operand.value * -1 if isinstance(o, ast.UnaryOp) and isinstance(o.operand, ast.Constant) else \
+                getattr(o, "value", None) if isinstance(o, ast.Constant) else None
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out.append(float(v))
+    return out

@@ -21,7 +21,7 @@ def chromium_missing() -> str | None:
         return "selenium is not installed (pip install -e '.[test]')"
     for exe in ("chromium", "chromedriver"):
         if not shutil.which(exe):
-            return f"{exe} is not installed (Debian: apt-get install chromium chromium-driver; `make test` does it as root)"
+            return f"{exe} is not installed (Debian: apt-get install chromium chromium-driver; `make test` does it as root)"  # noqa: E501
     return None
 
 

@@ -21,7 +21,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 #: last 8 of 31 minutes on one worker). Order only; every test is independent of every other.
 LONGEST_FIRST = ["reliability/test_faults.py", "stages/dedup/test_minhash.py", "stages/filters/test_lint.py",
                  "hostile/test_no_corpus_import.py", "stages/dedup/test_exact.py", "stages/rewrite/test_real_model.py",
-                 "stages/rewrite/test_llm_score.py", "stages/rewrite/test_rewrite.py", "stages/rewrite/test_streaming.py",
+                 "stages/rewrite/test_llm_score.py", "stages/rewrite/test_rewrite.py", "stages/rewrite/test_streaming.py",  # noqa: E501
                  "hostile/test_interrupt.py", "reliability/test_disk.py", "stages/filters/test_web_rules.py",
                  "reliability/test_node_loss.py"]
 

@@ -105,7 +105,8 @@ def run_with_faults(config: Path, run_dir: Path, seed: int, kills: int, gap_s: t
     try:
         while True:
             camp.attempts += 1
-            proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(config), "--output",
+            proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                                     str(config), "--output",
                                      str(run_dir), "--no-progress"], env=env, cwd=ROOT, stdout=out, stderr=out,
                                     start_new_session=True)
             t0 = time.time()

@@ -4,12 +4,14 @@ documents built from each that reach every threshold from both sides (the amount
 page): cut short, paragraphs repeated, hiragana turned into katakana, English lines mixed in, ellipses at line
 ends, sentence ends removed, a syllable pair repeated (the top character n-grams). A page's text is its HTML's text
 with lxml (scripts and styles dropped, one line per line of text, blank lines dropped), not an extractor's: the
-expected values must not move when extraction gets better. Made by ``tests/make_japanese_reference.py``; read by ``tests/stages/filters/test_japanese_quality.py``.
+expected values must not move when extraction gets better. Made by ``tests/make_japanese_reference.py``; read by
+``tests/stages/filters/test_japanese_quality.py``.
 """
 
 from __future__ import annotations
 
 import json
+
 from tests.conftest import SHARED as DATA
 
 ENGLISH = ["The committee published its annual report on regional transport last week.",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from pipeline.component import Component
-from pipeline.errors import (STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError,  # noqa: F401
-                             as_storage_error)
+from pipeline.errors import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError, as_storage_error  # noqa: F401
 from pipeline.phase import Phase
 from pipeline.task import StageContext, Task
 

@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.component import Component, Resources
-from pipeline.errors import (ConfigError, ResourceError, SetupError, StorageError, WorkerBroken, as_storage_error,
-                             failed_setup)
+from pipeline.errors import (
+    ConfigError,
+    ResourceError,
+    SetupError,
+    StorageError,
+    WorkerBroken,
+    as_storage_error,
+    failed_setup,
+)
 from pipeline.executor.base import OnDone
 from pipeline.phase import Phase
 from pipeline.proctitle import set_title

@@ -32,7 +32,7 @@ NUMBER = regex.compile(r"\p{Nd}+(?:[.,،٫]\p{Nd}+)?")
 #: prefix letters are a word either way). The reference of ``string_or_comment_spans``, which gives the same spans
 #: in linear time: this pattern fails from every quote of a line of escaped quotes, each time scanning to the
 #: line's end (80 KB: 50 s). Kept for the equivalence test; never run on a corpus.
-STRING_OR_COMMENT = re.compile(r"""(?=['"#])(?:(?P<s>'''[\s\S]*?(?:'''|\Z)|\"\"\"[\s\S]*?(?:\"\"\"|\Z)|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*)""")
+STRING_OR_COMMENT = re.compile(r"""(?=['"#])(?:(?P<s>'''[\s\S]*?(?:'''|\Z)|\"\"\"[\s\S]*?(?:\"\"\"|\Z)|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*)""")  # noqa: E501
 WORD = re.compile(r"\w+")
 #: Names a near copy keeps as they are: Python's keywords and builtins (``_`` is a name like any other).
 KEEP = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | {"self", "cls"}) - {"_"}

@@ -10,7 +10,8 @@ products matched a page of prime factors), not a copy.
 
 For code, ``near_copy`` adds SwallowCode's second check, on every row rather than a sample: MinHash signatures
 (the dedup kernels, datasketch's definition) of each item and each row over their near-copy tokens (names
-``v``, strings ``0str``, comments gone: a renamed, reformatted, re-commented copy shingles the same), ``near_ngram``-token shingles,
+``v``, strings ``0str``, comments gone: a renamed, reformatted, re-commented copy shingles the same),
+``near_ngram``-token shingles,
 ``near_perm`` permutations; a row whose estimated Jaccard similarity with an item reaches ``near_threshold`` is
 rejected as ``near_copy:<set>``.
 

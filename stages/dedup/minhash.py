@@ -44,9 +44,8 @@ from pydantic import Field, model_validator
 from pipeline.global_stage import Step, StepInputs
 from pipeline.shards import StageDir
 from pipeline.stage import Verdict
+from stages.dedup.minhash_kernels import CHARS, CODE, WORDS, band_hashes, datasketch_permutations, shingles, signatures
 from stages.dedup.survivors import DedupStage, choose_survivors, verify_duplicates
-from stages.dedup.minhash_kernels import (CHARS, CODE, WORDS, band_hashes, datasketch_permutations, shingles,
-                                          signatures)
 
 MERGE = "merge"
 #: Buckets of up to this many rows give every pair to verification, larger ones a star (see ``reduce``).

@@ -1,13 +1,15 @@
 """HTML -> main text with the math kept: the ``extract`` stage.
 
-Per page: parse once (trafilatura's HTML loader, lxml), rewrite every formula into delimited LaTeX text (``stages.extract.math``), then hand
+Per page: parse once (trafilatura's HTML loader, lxml), rewrite every formula into delimited LaTeX text
+(``stages.extract.math``), then hand
 the same tree to the extractor (trafilatura by default, resiliparse as a choice). trafilatura's content selection
 sometimes keeps a question and drops the answers of a Q&A page, or one post of a forum thread: on pages with math
 (``math_fallback``) whose extraction kept fewer than 80 % of the page's formulas, trafilatura's whole-article
 baseline is computed too and the one that keeps clearly more formulas wins (≥ 1.25× and ≥ 3 more); other pages
 get trafilatura's own selection, at no extra cost.
 
-Extraction runs (``page.py``) in a replaceable child process (``pipeline.sandbox``) with a time limit per page: a page that
+Extraction runs (``page.py``) in a replaceable child process (``pipeline.sandbox``) with a time limit per page: a
+page that
 hangs the parser is rejected as ``extract_timeout`` (one that crashes it, ``extract_error``) and the stage goes
 on with a fresh child. Columns: ``text`` (the extraction), ``math_formulas`` (formulas marked in the page),
 ``extract_method`` (``trafilatura``, ``trafilatura_baseline``, ``resiliparse``, or ``wet`` for a WET record's
@@ -24,7 +26,6 @@ from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
-
 
 
 class Extract(Stage):

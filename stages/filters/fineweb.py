@@ -14,7 +14,7 @@ from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.gopher import duplicates
-from stages.filters.text_units import formula_fullmatch, ends_with_terminal, mask_math, words
+from stages.filters.text_units import ends_with_terminal, formula_fullmatch, mask_math, words
 from stages.filters.word_counting import WordCountingFilter
 
 

@@ -13,7 +13,7 @@ class LengthFilter(DocumentFilter):
     """Reject texts outside [min, max] characters or words: ``too_short`` / ``too_long`` (detail says which)."""
 
     type: ClassVar[str] = "length_filter"
-    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"n_chars": ("min_chars", "max_chars"), "n_words": ("min_words", "max_words")}
+    thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"n_chars": ("min_chars", "max_chars"), "n_words": ("min_words", "max_words")}  # noqa: E501
     measures: ClassVar = {"n_chars": pa.int64(), "n_words": pa.int64()}
     #: Fewest characters a row may have (too_short below); None: no bound.
     min_chars: int | None = None

@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from pipeline.document_filter import DocumentFilter
 
-
 SCRIPT_RANGES = {
     "ascii": [(0x00, 0x7F)],
     "japanese": [(0x3000, 0x303F), (0x3040, 0x309F), (0x30A0, 0x30FF), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF),

@@ -22,7 +22,6 @@ from pydantic import Field
 from pipeline.records import clean_row, make_id
 from pipeline.source import Source, iter_jsonl, pack_by_bytes
 
-
 EXT_LANGUAGE = {".py": "python", ".pyw": "python", ".pyi": "python", ".ipynb": "jupyter", ".js": "javascript",
                 ".ts": "typescript", ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
                 ".hpp": "cpp", ".rs": "rust", ".go": "go", ".rb": "ruby", ".sh": "shell", ".md": "markdown",
@@ -233,7 +232,7 @@ class CodeSource(Source):
         size = os.path.getsize(path)
         if size > self.max_file_bytes:
             return self._record(path, 0, None, meta) | {"reason": "too_large",
-                                                        "detail": f"{size} bytes > max_file_bytes {self.max_file_bytes}"}
+                                                        "detail": f"{size} bytes > max_file_bytes {self.max_file_bytes}"}  # noqa: E501
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

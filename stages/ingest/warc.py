@@ -30,7 +30,7 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError
 from pipeline.records import clean_row, make_id
-from pipeline.source import Counters, Source, pack_by_bytes
+from pipeline.source import Counters, Source
 from stages.ingest.http_body import TooLarge, decode_content, parse_http
 from stages.ingest.warc_reader import Junk, Record, iter_records
 
@@ -90,7 +90,7 @@ BATCH_ROWS, BATCH_BYTES = 512, 64 << 20
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 COLUMNS = {"id": pa.string(), "text": pa.string(), "html": pa.string(), "source_file": pa.string(),
-           "source_offset": pa.int64(), "warc_inner_offset": pa.int64(), "url": pa.string(), "license": pa.string(), "warc_date": pa.string(),
+           "source_offset": pa.int64(), "warc_inner_offset": pa.int64(), "url": pa.string(), "license": pa.string(), "warc_date": pa.string(),  # noqa: E501
            "warc_record_id": pa.string(), "warc_type": pa.string(), "http_status": pa.int64(),
            "content_type": pa.string(), "charset": pa.string(), "reason": pa.string(), "detail": pa.string()}
 

@@ -126,7 +126,6 @@ def publish(run_dir: str | Path, repo_id: str, *, megatron: bool = False, privat
     if dry_run:
         return summary
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
-
     from huggingface_hub.utils import validate_repo_id
 
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def repeated_substring(text: str, min_len: int = 100, block: int | None = None, candidates: int = 8) -> int | None:
     """Period of a substring of >= ``min_len`` characters repeated back to back (``ss``), or None.
 

@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"

@@ -104,7 +104,7 @@ class Tokenize(Stage):
         out: list[np.ndarray] = []
         with ThreadPoolExecutor(1) as encoder:
             def submit(k):
-                return encoder.submit(self._tok.encode_batch_fast, slices[k], add_special_tokens=self.add_special_tokens)
+                return encoder.submit(self._tok.encode_batch_fast, slices[k], add_special_tokens=self.add_special_tokens)  # noqa: E501
 
             nxt = submit(0) if slices else None
             for k in range(len(slices)):

@@ -93,8 +93,8 @@ def test_columns_made_by_an_earlier_stage_or_unknown_are_not_errors(tmp_path):
 
 def test_a_stage_returning_a_column_it_does_not_declare_fails_loudly():
     from pipeline.execute import safe_process
-    from stages.filters.syntax import SyntaxFilter
     from pipeline.verdict import Verdict
+    from stages.filters.syntax import SyntaxFilter
 
     class Sneaky(SyntaxFilter):
         def process(self, table, ctx=None):

@@ -14,7 +14,7 @@ import collections
 import pytest
 
 from stages.ingest.warc import WarcSource
-from tests.hostile.warc_files import (block_of, declared, pack, records_of, warcio_types, with_block, with_length)
+from tests.hostile.warc_files import block_of, declared, pack, records_of, warcio_types, with_block, with_length
 
 #: A WARC written in the test (the fast tier) and real files (read from ../shared/data).
 SYNTHETIC = pytest.param("synthetic", marks=pytest.mark.fast)
@@ -117,7 +117,7 @@ def test_an_exotic_charset_is_that_records_business(tmp_path, name, compressed, 
             block = block_of(records[v])
             head, sep, body = block.partition(b"\r\n\r\n")
             if where == "http_header":
-                head = b"\r\n".join(line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-type"))
+                head = b"\r\n".join(line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-type"))  # noqa: E501
                 head += b"\r\nContent-Type: text/html; charset=" + charset.encode()
             else:
                 body = b'<meta charset="' + charset.encode() + b'">' + body

@@ -110,7 +110,7 @@ def test_a_warc_gzipped_as_one_stream_reads_like_the_plain_file(tmp_path):
 def test_a_member_with_a_wrong_crc_is_one_row(tmp_path, size):
     """The member's bytes inflate, then its CRC fails: one ``corrupt_record`` row for it (the record inside or the
     span), never a row and a junk row for the same offset; its neighbours are read as before."""
-    from tests.hostile.warc_files import synthetic_records, with_block, block_of
+    from tests.hostile.warc_files import block_of, synthetic_records, with_block
 
     records = synthetic_records()
     v = 2
@@ -178,7 +178,8 @@ def damaged_copies(data: bytes, n: int, seed: int):
         elif kind == "cut":
             yield kind, at, data[:at] + data[at + rng.randint(1, 400):]
         elif kind == "insert":
-            yield kind, at, data[:at] + rng.choice([b"\r\n", b"WARC/1.0\r\n", b"\x1f\x8b\x08", bytes(rng.randbytes(50))]) \
+            junk = rng.choice([b"\r\n", b"WARC/1.0\r\n", b"\x1f\x8b\x08", bytes(rng.randbytes(50))])
+            yield kind, at, data[:at] + junk \
                 + data[at:]
         elif kind == "truncate":
             yield kind, at, data[:at]
@@ -191,7 +192,8 @@ def damaged_copies(data: bytes, n: int, seed: int):
 @pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("name", ["dolma_sample-0000.warc.gz", "pywb_iana.org.warc.gz", "clueweb09-ja_quirk.warc.gz"])
 def test_differential_fuzz_against_warcio(name, compressed):
-    """Seeded damage of the real files (90 copies each, 540 in all): no crash, unique (offset, inner offset) for every row, and every record
+    """Seeded damage of the real files (90 copies each, 540 in all): no crash, unique (offset, inner offset) for
+    every row, and every record
     that warcio reads whole and that ends before the damage, we read whole at the same offset."""
     records = records_of(name)
     data = pack(records, compressed)

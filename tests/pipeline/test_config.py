@@ -1,8 +1,8 @@
 import pytest
 
-pytestmark = pytest.mark.fast
-
 from pipeline.config import ConfigError, load_config
+
+pytestmark = pytest.mark.fast
 
 BASE = """
 kind: code

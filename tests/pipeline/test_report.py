@@ -15,7 +15,7 @@ from tests.browser import chromium_missing, open_page
 from tests.conftest import CPU_ENGINE, ROOT, write_sample
 
 PLANTED = "banner = \"<script>alert('planted')</script>\"\n"
-ANSWER = r"(### Score\nScore: [5-8]/10\n### Improved code\n```python\ndef (solve|main)\(data\):\n    return data \+ [1-9]\n```\n|I will not rewrite this\.)"
+ANSWER = r"(### Score\nScore: [5-8]/10\n### Improved code\n```python\ndef (solve|main)\(data\):\n    return data \+ [1-9]\n```\n|I will not rewrite this\.)"  # noqa: E501
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,8 @@ const content = document.querySelector('h1').getBoundingClientRect().width;
 const cells = [...t.querySelectorAll('tbody tr:first-child td')].map(c => c.getBoundingClientRect().width);
 const heads = [...t.querySelectorAll('thead th.code')].map(h => {
   const b = h.getBoundingClientRect(), st = getComputedStyle(h);
-  return {text: h.innerText.trim(), w: b.width, h: b.height, shown: st.display !== 'none' && st.visibility === 'visible'};
+  return {text: h.innerText.trim(), w: b.width, h: b.height,
+          shown: st.display !== 'none' && st.visibility === 'visible'};
 });
 return {table: r.width, content: content, cells: cells, heads: heads};
 """

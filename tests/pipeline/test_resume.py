@@ -15,8 +15,8 @@ from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
 from tests.conftest import ROOT, write_sample
-from tests.helpers import kept_ids
 from tests.faults import kill_session
+from tests.helpers import kept_ids
 
 pytestmark = pytest.mark.shared_data
 
@@ -30,7 +30,8 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path, corpus_rows, ray_session)
     cfg_path.write_text(yaml.safe_dump(raw))
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg_path), "--output", str(killed),
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                             str(cfg_path), "--output", str(killed),
                              "--no-progress"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     lint_done = killed / "stages" / "02-lint_filter" / "done"

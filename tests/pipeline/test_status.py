@@ -30,7 +30,8 @@ def test_status_of_a_running_and_a_finished_run(tmp_path):
                                    "ray": {"num_cpus": 2, "object_store_memory": 200_000_000}}))
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                             str(cfg), "--output", str(out),
                              "--no-progress"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def status(*extra):

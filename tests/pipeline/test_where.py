@@ -92,7 +92,7 @@ def test_rows_outside_where_pass_through_kept_and_counted(tmp_path):
     from pipeline.runner import run_pipeline
 
     src = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"content": ["x = 1\n", "def (:\n", "def (:\n", "y = 2\n"], "path": ["a.py", "b.py", "c.py", "d.py"],
+    pq.write_table(pa.table({"content": ["x = 1\n", "def (:\n", "def (:\n", "y = 2\n"], "path": ["a.py", "b.py", "c.py", "d.py"],  # noqa: E501
                              "repo": ["r"] * 4, "license": ["mit"] * 4, "blob_id": list("abcd")}), src)
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]},
            "stages": [{"type": "syntax_filter", "where": "path != 'b.py'"}], "export": {"enabled": False}}

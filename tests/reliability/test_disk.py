@@ -55,7 +55,8 @@ def config(tmp_path: Path, corpus_rows) -> Path:
 
 def swallow(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(run_dir),
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                           str(cfg), "--output", str(run_dir),
                            "--no-progress"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 

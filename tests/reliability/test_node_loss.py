@@ -62,7 +62,8 @@ def test_a_node_lost_mid_run(tmp_path, corpus_rows):
         raylet = raylet_of(node_dir)
         run_dir = tmp_path / "run"
         log = open(tmp_path / "run.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(run_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                                 str(cfg), "--output", str(run_dir),
                                  "--no-progress"], env={**env, "PYTHONPATH": str(ROOT),
                                                         "RAY_ADDRESS": f"127.0.0.1:{port}"},
                                 cwd=ROOT, stdout=log, stderr=log, start_new_session=True)

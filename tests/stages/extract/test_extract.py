@@ -8,8 +8,8 @@ import pytest
 
 from benchmarks import extract_quality, math_recall
 from stages.extract.html import Extract
-from stages.extract.page import extract_page, setup_worker
 from stages.extract.math import bbcode_math, mark_math
+from stages.extract.page import extract_page, setup_worker
 from stages.ingest.warc import decode_html
 
 shared = pytest.mark.shared_data

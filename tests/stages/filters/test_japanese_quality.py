@@ -39,7 +39,7 @@ GOOD = "\n".join("".join(SENTENCES[i:i + 2]) for i in range(0, 16, 2))
 ENGLISH = ("The town library started a reading group this spring. Members meet on Thursday evenings in the main hall. "
            "Each month they choose one novel and one book of essays. Newcomers are welcome, and tea is served after "
            "the talk. Last week a retired teacher spoke about travel writing from the last century. The next session "
-           "will discuss a collection of short stories set in a fishing village. Copies can be borrowed at the front desk.")
+           "will discuss a collection of short stories set in a fishing village. Copies can be borrowed at the front desk.")  # noqa: E501
 _rng = random.Random(0)
 KATAKANA = "".join(chr(_rng.randrange(0x30A1, 0x30FB)) for _ in range(700))  # no repeated n-grams to speak of
 

@@ -121,7 +121,7 @@ def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_sess
     raw = {"kind": "code", "source": {"type": "records", "paths": [str(src)], "shard_bytes": 1},
            "stages": [{"type": "lint_filter", "batch_size": 4}], "export": {"enabled": False}}
     run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False)
-    out = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-lint_filter").glob("*/*.parquet")
+    out = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-lint_filter").glob("*/*.parquet")  # noqa: E501
                             if f.parent.name in ("kept", "rejected")], promote_options="permissive")
     full = dict(zip(out.column("id").to_pylist(), out.column("pylint_score").to_pylist()))
     in_run = [full[f"d{i}"] if full[f"d{i}"] is not None else 0.0 for i in range(len(sample))]

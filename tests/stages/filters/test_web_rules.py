@@ -32,8 +32,12 @@ def test_same_verdicts_as_datatrove(extracted_pages):
     same verdict for every document, and for C4 the same kept text. Our symbol and sentence-terminal characters
     come from Unicode properties, datatrove's from its own lists; on these documents the two never disagree."""
     from datatrove.data import Document
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
     texts = [p["text"] for p in extracted_pages if p["text"].strip()] + sample_texts()
     assert len(texts) >= 500

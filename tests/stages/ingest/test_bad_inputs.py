@@ -104,7 +104,7 @@ def test_duplicate_ids_in_a_records_input(tmp_path):
         part = ids[k * 40:(k + 1) * 40]
         t = pa.table({"id": part, "text": [f"x = {i}\n" for i in range(len(part))], "source_file": ["s"] * len(part),
                       "source_offset": list(range(len(part))), "repo": ["r"] * len(part), "path": ["a.py"] * len(part),
-                      "license": ["mit"] * len(part), "blob_id": [None] * len(part), "language": ["python"] * len(part)})
+                      "license": ["mit"] * len(part), "blob_id": [None] * len(part), "language": ["python"] * len(part)})  # noqa: E501
         files.append(tmp_path / f"r{k}.parquet")
         pq.write_table(t, files[-1], row_group_size=16)
     (tmp_path / "r9.parquet").write_bytes(b"PAR1 not really")

@@ -51,7 +51,7 @@ def web_run(tmp_path_factory, ray_session):
 
 
 def stage_rows(run_dir, stage, part):
-    return [r for f in sorted((run_dir / "stages" / stage / part).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    return [r for f in sorted((run_dir / "stages" / stage / part).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]  # noqa: E501
 
 
 def test_every_real_warc_file_runs_to_the_end(web_run):

@@ -108,6 +108,8 @@ def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, fair_grader, ray
     ])
     run_pipeline(cfg, tmp_path / "run", progress=False, export=False)
     assert verify(tmp_path / "run") == []
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "llm_score (n=" in page and "min_score 3" in page and "rewrite where 8" in page  # the tiers drawn
     st = {s["stage"]: s for s in collect_stats(tmp_path / "run")["stages"]}
     sd = {p.name.split("-", 1)[1]: p for p in (tmp_path / "run" / "stages").iterdir()}
     scored = [r for part in ("kept", "rejected") for f in (sd["llm_score"] / part).glob("*.parquet")

@@ -16,8 +16,6 @@ from stages.rewrite.checks import repeated_substring
 from stages.rewrite.prompts import extract, load_prompt
 from tests.conftest import CPU_ENGINE
 
-
-
 # ----------------------------------------------------------------------------------------------- pure parts
 
 @pytest.mark.fast
@@ -74,7 +72,7 @@ def test_repetition_detector_equals_brute_force(corpus_rows):
 
 # ----------------------------------------------------------------------------------------------- engine
 
-VALID = r"### Score\nScore: 7/10\n### Improved code\n```python\ndef add\(a: int, b: int\) -> int:\n    return a \+ b\n```\n"
+VALID = r"### Score\nScore: 7/10\n### Improved code\n```python\ndef add\(a: int, b: int\) -> int:\n    return a \+ b\n```\n"  # noqa: E501
 BROKEN = r"### Improved code\n```python\ndef add\(a, b:\n    return a \+\n```\n"
 NO_BLOCK = r"Score: 3/10 and nothing else"
 REPEAT = r"### Improved code\n```python\n(# the same long comment line that the model keeps repeating again\n){4}```\n"
@@ -255,7 +253,7 @@ def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_i
 
 # ----------------------------------------------------------------------------------------------- pipelines on Ray
 
-SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef main\(\) -> None:\n    print\(\"done\"\)\n```\n"
+SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef main\(\) -> None:\n    print\(\"done\"\)\n```\n"  # noqa: E501
 
 
 @pytest.mark.shared_data
@@ -317,7 +315,7 @@ def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
     ingest, math = collect_stats(tmp_path / "run")["stages"]
     assert ingest["in"] == 70 and math["in"] == ingest["kept"]
     assert math["kept"] > 0 and set(math["reasons"]) <= {"prompt_too_long", "truncated"}
-    kept = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-math" / "kept").glob("*.parquet")])
+    kept = pa.concat_tables([pq.read_table(f) for f in (tmp_path / "run" / "stages" / "01-math" / "kept").glob("*.parquet")])  # noqa: E501
     assert all(t.startswith("**Problem.** Compute the value.") for t in kept.column("text").to_pylist())
     assert set(kept.column("license").to_pylist()) == {"cc-by-sa-4.0"}
     assert all(kept.column("text_before_math").to_pylist())  # the page text is kept beside its rewrite

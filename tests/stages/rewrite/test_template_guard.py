@@ -49,7 +49,7 @@ def test_a_looping_row_is_a_timeout_and_the_others_render(looping_model):
 
 def test_the_import_checks_more_than_its_own_prompt(tmp_path):
     """The check prompts include a long document: a template that loops on them fails the import in one line."""
-    from stages.rewrite.model_import import TEMPLATE_CHECKS, CHECK_MESSAGES
+    from stages.rewrite.model_import import CHECK_MESSAGES, TEMPLATE_CHECKS
 
     assert len(TEMPLATE_CHECKS) >= 3 and all(c != CHECK_MESSAGES for c in TEMPLATE_CHECKS)
     assert any(len(m["content"]) > 10_000 for c in TEMPLATE_CHECKS for m in c)
