@@ -209,6 +209,17 @@ def cmd_verify(args) -> int:
     from pipeline.ledger import verify
     from pipeline.run_tree import leaves, root_of
 
+    if not (Path(args.run_dir) / "plan.json").exists():  # a folder of another kind (a mixture), if one claims it
+        from pipeline import plugins
+
+        for check in plugins.folder_checks():
+            problems = check(args.run_dir)
+            if problems is not None:
+                for p in problems:
+                    print(f"FAIL {p}", file=sys.stderr)
+                print(f"verify: {len(problems)} problem(s) in {args.run_dir}" if problems else
+                      f"verify: OK: {args.run_dir}", file=sys.stderr if problems else sys.stdout)
+                return 1 if problems else 0
     problems = verify(args.run_dir, args.root)
     if problems:
         for p in problems:

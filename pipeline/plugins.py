@@ -2,7 +2,9 @@
 
 Packages declare their types under the entry-point groups ``swallow.sources``, ``swallow.stages`` and
 ``swallow.outputs`` (name = type, value = ``module:Class``), and extra CLI commands under ``swallow.commands``
-(value = a function that adds a subparser). This project declares its own that way in ``pyproject.toml``; from a
+(value = a function that adds a subparser), and checks of folders that are not runs under ``swallow.folders``
+(a function of the folder: its problems, or None when the folder is not of its kind; ``swallow verify`` asks them).
+This project declares its own that way in ``pyproject.toml``; from a
 plain checkout that was never installed (``PYTHONPATH=.``) the same table is read from that file. A config's
 ``plugins: [my.module]`` imports ad-hoc modules whose classes register themselves when defined.
 """
@@ -18,6 +20,7 @@ from pipeline.component import REGISTRY, Component
 
 GROUPS = {"source": "swallow.sources", "stage": "swallow.stages", "output": "swallow.outputs"}
 COMMANDS = "swallow.commands"
+FOLDERS = "swallow.folders"
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 DIST = "swallow-curator"
 
@@ -29,7 +32,7 @@ class PluginError(ImportError):
 @lru_cache(maxsize=1)
 def declared() -> dict[str, dict[str, str]]:
     """group -> name -> ``module:attr``, from the installed distribution's entry points, else pyproject.toml."""
-    out: dict[str, dict[str, str]] = {g: {} for g in (*GROUPS.values(), COMMANDS)}
+    out: dict[str, dict[str, str]] = {g: {} for g in (*GROUPS.values(), COMMANDS, FOLDERS)}
     eps = metadata.entry_points()
     ours_installed = False
     for group in out:
@@ -93,6 +96,17 @@ def commands() -> list:
     for name, value in sorted(declared()[COMMANDS].items()):
         try:
             out.append(_load(value, f"command {name!r}"))
+        except PluginError:
+            pass
+    return out
+
+
+def folder_checks() -> list:
+    """Functions that verify a kind of folder that is not a run (a mixture, ...)."""
+    out = []
+    for name, value in sorted(declared()[FOLDERS].items()):
+        try:
+            out.append(_load(value, f"folder check {name!r}"))
         except PluginError:
             pass
     return out
