@@ -1,6 +1,6 @@
 """LLM quality scoring (SwallowCode-v2 style): the model grades each document 0-10 with a one-sentence reason.
 
-The answer is held to a JSON schema by vLLM's structured outputs (``{"score": integer 0..10, "reason": string}``),
+The answer is held to a JSON schema by vLLM's structured outputs (``{"reason": string, "score": integer 0..10}``),
 so it parses unless the generation was cut off; whatever does not parse is a reason (``unparsable_score``,
 ``truncated``), never a crash. Columns: ``llm_score`` (float) and ``llm_score_reason``, plus the generation
 columns of the rewrite stage (``<name>_generation``, tokens, prompt hash, model). The text is not changed.
@@ -18,11 +18,14 @@ import pyarrow as pa
 from pipeline.stage import Verdict
 from stages.rewrite.llm import LlmStage
 
+#: The reason before the score: a model writes its judgement, then the grade that follows from it. Score first,
+#: Qwen2.5-Coder-1.5B gave 6 to all of 24 real files, reasons such as "not useful for training" included
+#: (docs/benchmarks.md); vLLM's structured outputs generate the properties in this order.
 SCHEMA = {
     "type": "object",
-    "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10},
-                   "reason": {"type": "string", "maxLength": 300}},
-    "required": ["score", "reason"],
+    "properties": {"reason": {"type": "string", "maxLength": 300},
+                   "score": {"type": "integer", "minimum": 0, "maximum": 10}},
+    "required": ["reason", "score"],
     "additionalProperties": False,
 }
 
