@@ -156,7 +156,11 @@ class Pii(Stage):
             spans += [(a, b, "ipv4") for a, b in ipv4_spans(text, self.public_ips_only)]
             if self.ipv6:
                 spans += [(a, b, "ipv6") for a, b in ipv6_spans(text, self.public_ips_only)]
-        if self.secrets and self._plugins is not None:
+        if self.secrets:
+            if self._plugins is None:
+                from pipeline.component import NotSetUp
+
+                raise NotSetUp("pii: scan() before setup() (the secret detectors are made there)")
             spans += self.secret_spans(text)
         spans = _merge(spans)
         placeholder = {"email": self.email_placeholder, "ipv4": self.ip_placeholder, "ipv6": self.ipv6_placeholder,
