@@ -249,6 +249,8 @@ def format_stats(stats: dict) -> str:
             lines.append(f"{'':<{w}}   - {reason:<40} {n:>10,}")
         for k, v in st["counters"].items():
             lines.append(f"{'':<{w}}   * {k:<40} {v:>10,}")
+    if stats.get("executor"):
+        lines.append(f"executor: {stats['executor']}")
     return "\n".join(lines)
 
 

@@ -239,7 +239,12 @@ def _run_locked(cfg: PipelineConfig, run_dir: Path, progress: bool, export: bool
             from pipeline.executor.choose import choose_executor
 
             executor, why = choose_executor(cfg)
-            log.warning("executor: %s (%s)", executor, why)
+            # info, not a warning: a choice is not a problem, and stderr stays one line per error (--verbose shows it;
+            # the summary keeps it)
+            log.info("executor: %s (%s)", executor, why)
+            chosen = f"{executor} ({why})"
+        else:
+            chosen = f"{executor} (named)"
         local = executor == "inline" or not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
         started, stages_done = [], False
         ex = make_executor(executor, cfg.ray)
@@ -265,6 +270,7 @@ def _run_locked(cfg: PipelineConfig, run_dir: Path, progress: bool, export: bool
                 handle.close()
         summary = collect_stats(run_dir)
         summary["wall_s"] = round(time.time() - t0, 2)
+        summary["executor"] = chosen
         do_export = cfg.export.enabled if export is None else export
         if do_export:
             cfg.export.write(run_dir, cfg)

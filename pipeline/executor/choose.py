@@ -38,6 +38,15 @@ def choose_executor(cfg) -> tuple[str, str]:
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
         return "ray", "a Ray cluster is named"
     comps = cfg.components()
+    cpus = cfg.ray.num_cpus or os.cpu_count() or 1
+    for c in comps:  # a worker no local node can place fails here with Ray's words, before either executor starts
+        for key in ("num_cpus", "reduce_num_cpus"):
+            need = float(getattr(c, key, 0.0))
+            if need > cpus:
+                from pipeline.errors import ResourceError
+
+                raise ResourceError(f"stage {c.name} needs {need:g} CPUs per worker; the largest node has {cpus:g} "
+                                    f"(set stages.{c.name}.{key})")
     if any(getattr(c, "num_gpus", 0) or getattr(c, "tensor_parallel_size", 1) > 1 for c in comps):
         return "ray", "a stage asks for GPUs"
     mb = input_mb(cfg.source)

@@ -3,6 +3,8 @@ a cluster, a GPU stage or more work goes to Ray, and the choice is said."""
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -27,8 +29,9 @@ def test_a_small_local_run_goes_inline_and_says_why(tmp_path, monkeypatch, caplo
     c = cfg(tmp_path, [{"type": "length_filter"}, {"type": "syntax_filter"}])
     name, why = choose.choose_executor(c)
     assert name == "inline" and "small local run" in why
-    run_pipeline(c, tmp_path / "run", progress=False, executor="auto")
-    assert "executor: inline" in caplog.text
+    caplog.set_level(logging.INFO, logger="swallow")
+    summary = run_pipeline(c, tmp_path / "run", progress=False, executor="auto")
+    assert "executor: inline" in caplog.text and summary["executor"].startswith("inline (a small local run")
 
 
 def test_clusters_gpus_and_large_work_go_to_ray(tmp_path, monkeypatch):
