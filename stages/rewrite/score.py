@@ -14,23 +14,26 @@ import json
 from typing import Any, ClassVar
 
 import pyarrow as pa
+from pydantic import Field
 
 from pipeline.stage import Verdict
 from stages.rewrite.llm import LlmStage
 
+
 #: The reason before the score: a model writes its judgement, then the grade that follows from it. Score first,
 #: Qwen2.5-Coder-1.5B gave 6 to all of 24 real files, reasons such as "not useful for training" included
 #: (docs/benchmarks.md); vLLM's structured outputs generate the properties in this order.
-SCHEMA = {
-    "type": "object",
-    "properties": {"reason": {"type": "string", "maxLength": 300},
-                   "score": {"type": "integer", "minimum": 0, "maximum": 10}},
-    "required": ["reason", "score"],
-    "additionalProperties": False,
-}
+def schema(max_score: int = 10) -> dict[str, Any]:
+    return {"type": "object",
+            "properties": {"reason": {"type": "string", "maxLength": 300},
+                           "score": {"type": "integer", "minimum": 0, "maximum": max_score}},
+            "required": ["reason", "score"], "additionalProperties": False}
 
 
-def parse_score(generation: str | None) -> tuple[float | None, str | None]:
+SCHEMA = schema()
+
+
+def parse_score(generation: str | None, max_score: int = 10) -> tuple[float | None, str | None]:
     """(score, reason) from the model's JSON answer, or (None, None) if it is not one."""
     try:
         obj = json.loads(generation or "")
@@ -39,21 +42,23 @@ def parse_score(generation: str | None) -> tuple[float | None, str | None]:
     if not isinstance(obj, dict):
         return None, None
     score = obj.get("score")
-    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 10:
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= max_score:
         return None, None
     reason = obj.get("reason")
     return float(score), reason if isinstance(reason, str) else None
 
 
 class LlmScore(LlmStage):
-    """Grade each document 0-10 with an LLM (JSON answer); ``llm_score`` / ``llm_score_reason`` columns."""
+    """Grade each document 0-``max_score`` with an LLM (JSON answer); ``llm_score`` / ``llm_score_reason``."""
 
     type: ClassVar[str] = "llm_score"
     thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"llm_score": ("min_score",)}
     prompt: str = "code_quality_score"
     #: Reject documents graded below this (``low_llm_score``); None keeps every graded document.
     min_score: float | None = None
-    #: JSON schema the answer must follow (vLLM structured outputs); the default is SCHEMA above.
+    #: The top of the prompt's scale: 10 for the code rubric, 5 for FineMath's and the educational-value rubrics.
+    max_score: int = Field(10, ge=1, le=100)
+    #: JSON schema the answer must follow (vLLM structured outputs); the default is ``schema(max_score)`` above.
     json_schema: dict[str, Any] | None = None
 
     def makes(self) -> set[str]:
@@ -64,7 +69,7 @@ class LlmScore(LlmStage):
 
         params = super().sampling()
         if not self.guided_regex:  # a regex, where given, wins (tests force unparsable answers with one)
-            params.structured_outputs = StructuredOutputsParams(json=self.json_schema or SCHEMA)
+            params.structured_outputs = StructuredOutputsParams(json=self.json_schema or schema(self.max_score))
         return params
 
     def engine_defaults(self) -> dict[str, Any]:
@@ -82,7 +87,7 @@ class LlmScore(LlmStage):
             if g.finish[i] == "length":
                 g.reasons[i], g.details[i] = "truncated", "the answer was cut off at max_tokens"
                 continue
-            scores[i], why[i] = parse_score(g.gens[i])
+            scores[i], why[i] = parse_score(g.gens[i], self.max_score)
             if scores[i] is None:
                 g.reasons[i], g.details[i] = "unparsable_score", (g.gens[i] or "")[:200]
             elif self.min_score is not None and scores[i] < self.min_score:

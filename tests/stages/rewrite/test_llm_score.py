@@ -22,6 +22,12 @@ def test_parse_score():
     for bad in (None, "", "7", "[7]", '{"score": 11}', '{"score": -1}', '{"score": "7"}', '{"score": true}',
                 '{"reason": "x"}', '{"score": 7', "Score: 7/10"):
         assert parse_score(bad) == (None, None), bad
+    # a 0-5 rubric (FineMath, educational value): 5 is the top, 6 is off the scale
+    assert parse_score('{"reason": "x", "score": 5}', max_score=5) == (5.0, "x")
+    assert parse_score('{"reason": "x", "score": 6}', max_score=5) == (None, None)
+    from stages.rewrite.score import schema
+
+    assert schema(5)["properties"]["score"]["maximum"] == 5 and list(schema()["properties"]) == ["reason", "score"]
 
 
 @pytest.fixture(scope="module")
