@@ -58,6 +58,9 @@ class LlmScore(LlmStage):
     min_score: float | None = None
     #: The top of the prompt's scale: 10 for the code rubric, 5 for FineMath's and the educational-value rubrics.
     max_score: int = Field(10, ge=1, le=100)
+    #: Grade the first this many characters of a document (None: all of it; a longer prompt is prompt_too_long).
+    #: FineWeb-Edu's and FineMath's graders read a page's beginning; the classifier reads its first 10,000.
+    max_input_chars: int | None = Field(None, ge=1)
     #: JSON schema the answer must follow (vLLM structured outputs); the default is ``schema(max_score)`` above.
     json_schema: dict[str, Any] | None = None
 
@@ -79,6 +82,9 @@ class LlmScore(LlmStage):
         return {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
+        if self.max_input_chars and self.column in table.column_names:  # what the model reads; the row keeps all
+            cut = [t[: self.max_input_chars] if t else t for t in table.column(self.column).to_pylist()]
+            table = table.set_column(table.column_names.index(self.column), self.column, pa.array(cut, pa.string()))
         g = self.generate_rows(table)
         n = len(g.texts)
         scores: list[float | None] = [None] * n

@@ -52,3 +52,40 @@ def test_one_of_rate_or_count():
         Sample(rate=0.1, count=3)
     with pytest.raises(ValueError):
         Sample(rate=1.5)
+
+
+def test_a_stratified_count_shares_the_ranges(tmp_path):
+    """A labelling sample over a skewed score: 90 % of the rows below 0.2, yet each range gets its share."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.config import load_config
+    from pipeline.ledger import verify
+    from pipeline.runner import run_pipeline
+
+    score = [((i % 10) / 100 if i % 10 else 0.9 - (i % 7) / 20) for i in range(400)]  # 360 low, 40 spread high
+    score[3] = None  # no value: never sampled
+    parts = []
+    for k in range(4):
+        parts.append(str(tmp_path / f"p{k}.parquet"))
+        pq.write_table(pa.table({"id": [f"d{i}" for i in range(100 * k, 100 * k + 100)],
+                                 "text": ["x"] * 100, "math_score": score[100 * k: 100 * k + 100]}), parts[-1])
+    sample = {"type": "sample", "count": 30, "stratify_by": "math_score", "strata": [0, 0.2, 0.5, 1.0]}
+    out = tmp_path / "run"
+    run_pipeline(load_config(None, raw={"kind": "web", "source": {"type": "records", "paths": parts},
+                                        "stages": [sample], "export": {"enabled": False}}),
+                 out, progress=False, executor="inline")
+    assert verify(out) == []
+    kept = rows_of(out, "01-sample", "kept")
+    got = sorted(r["math_score"] for r in kept)
+    low = [s for s in got if s < 0.2]
+    mid = [s for s in got if 0.2 <= s < 0.5]
+    high = [s for s in got if s >= 0.5]
+    n_mid = sum(1 for s in score if s is not None and 0.2 <= s < 0.5)
+    assert len(low) == 10 and len(mid) == min(10, n_mid) and len(high) == 10, (len(low), len(mid), len(high))
+    from stages.filters.sample import Sample
+
+    with pytest.raises(ValueError, match="give count"):
+        Sample(rate=0.5, stratify_by="x", strata=[0, 1])
+    with pytest.raises(ValueError, match="ascending"):
+        Sample(count=5, stratify_by="x", strata=[1, 0])

@@ -60,6 +60,12 @@ def test_scores_follow_the_schema_and_every_failure_is_a_reason(scorer):
     v = score(scorer, texts, max_tokens=60, min_score=11.0)  # every grade is below 11
     assert v.reasons == ["low_llm_score"] * 6 and "< 11" in v.details[0]
     assert score(scorer, [""]).reasons == ["empty_input"]
+    # max_input_chars: the model reads the document's beginning (fewer prompt tokens), the row keeps all of it
+    long = ["x = 1\n" * 400]
+    whole = score(scorer, long, min_score=None).columns["llm_score_prompt_tokens"][0].as_py()
+    cut = score(scorer, long, max_input_chars=60).columns["llm_score_prompt_tokens"][0].as_py()
+    scorer.max_input_chars = None
+    assert cut < whole - 500
 
 
 #: Two grades per tier (low < 3, mid 3-7, high >= 8): with the digits' logits tied (below) each tier is 1/3 a row.
