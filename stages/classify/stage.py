@@ -1,8 +1,8 @@
 """The ``quality_classifier`` stage: a classifier made by ``swallow classifier train`` grades every row.
 
 Columns: ``quality_score`` (the expected grade, Σ p(label) x value(label) over fastText's probabilities),
-``quality_grade`` (the median of the predicted grades: the tier; stages/classify/model.py says why not the rounded
-score) and ``quality_label`` (the most probable label). With
+``quality_grade`` (the most probable label's value: the tier; stages/classify/model.py says why not the rounded
+score) and ``quality_label`` (that label). With
 ``min_grade``, a row whose grade is below it is rejected as ``low_quality_<grade>``: one reason per rejected tier,
 so the report counts each tier (FineMath-3+ is ``min_grade: 3``; SwallowCode-v2's middle tier is a ``where:`` on
 ``quality_grade``). Language-aware: ``model`` is one folder, or a mapping from language (the ``language`` column of
@@ -42,7 +42,7 @@ class QualityClassifier(Stage):
     extra: ClassVar[str] = "web"
     #: A classifier folder (``swallow classifier train --out``), or ``{language: folder}`` for one per language.
     model: str | dict[str, str]
-    #: Reject rows whose grade (the median predicted grade) is below this; None: grade only (columns, no rule).
+    #: Reject rows whose grade (the most probable label's value) is below this; None: grade only (columns, no rule).
     min_grade: float | None = None
     #: The text column graded.
     column: str = "text"

@@ -5,8 +5,8 @@ value in the target column (``llm_score`` by default), turns the values into lab
 ``--bins`` cuts a continuous target into ranges), splits the rows into training and validation by a hash of
 ``seed:id`` (the same rows on every rerun and under any sharding), trains fastText supervised on the normalised
 text with one thread and a fixed seed (the same model bytes from the same rows), and measures the model on the
-held-out rows the way the ``quality_classifier`` stage decides: the grade is the median of the predicted grades,
-kept when >= a threshold (a tier: ``min_grade: 3`` keeps FineMath-3+). The folder gets ``model.bin``,
+held-out rows the way the ``quality_classifier`` stage decides: the grade is the most probable label's value, kept
+when >= a threshold (a tier: ``min_grade: 3`` keeps FineMath-3+). The folder gets ``model.bin``,
 ``classifier.json`` (labels and values, split, per-threshold F1/precision/recall, confusion matrix, Spearman with
 the teacher, the teacher's model and prompt, the command) and ``README.md`` (its card).
 """
@@ -221,8 +221,8 @@ def train_classifier(run_dir: str | Path, out: str | Path, target: str = "llm_sc
     meta = {
         "kind": "fasttext", "values": values, "normalise": {"lower": True, "whitespace": "single spaces",
                                                             "max_chars": MAX_CHARS},
-        "decision": "grade = the median of the predicted grades (the lowest whose cumulative probability reaches "
-                    "1/2); a tier keeps grade >= its threshold; score = the expected grade (for ranking)",
+        "decision": "grade = the most probable label's value; a tier keeps grade >= its threshold; score = the "
+                    "expected grade, Σ p x value (for ranking)",
         "source": {"run": str(run_dir.resolve()), "stage": sd.name, "target": target, "column": column,
                    "teacher": teacher_of(sd), "rows_read": counts},
         "split": {"seed": seed, "valid_fraction": valid, "train": len(tr), "valid": len(va),
@@ -251,7 +251,8 @@ def render_card(meta: dict[str, Any]) -> str:
     lines = [
         "# Quality classifier", "",
         f"fastText supervised, taught by the grades in column `{src['target']}` of stage `{src['stage']}` "
-        f"of the run `{src['run']}`" + (f" (teacher: `{t.get('model')}`, prompt `{t.get('prompt')}`)" if t else "")
+        f"of the run `{src['run']}`" + (f" (teacher: `{t.get('model')}`, prompt `{t.get('prompt')}`)"
+                                        if t.get("model") else "")
         + ".", "",
         f"Made by: `{meta['command']}`" if meta.get("command") else "", "",
         "## Labels", "",
