@@ -22,7 +22,7 @@ from pipeline.stage import Verdict
 _SCALE = float(1 << 64)
 
 
-def sample_keys(ids: list, seed: int) -> list[float]:
+def sample_keys(ids: list, seed: int | str) -> list[float]:
     return [int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode("utf-8", "surrogatepass"),
                                            digest_size=8).digest(), "big") / _SCALE for i in ids]
 
