@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--stage", help="the grading stage (default: the last with llm_score)")
     ap.add_argument("--llm-rows", type=int, default=24)
     ap.add_argument("--web-docs", type=int, default=3000)
+    ap.add_argument("--tiers-of", help="a stage of the run whose kept rows the classifier grades, to count the "
+                    "rows of each tier (e.g. syntax_filter: the whole corpus before the sample)")
     a = ap.parse_args()
     from stages.classify.stage import QualityClassifier
     from stages.classify.train import find_stage, labelled_rows, train_classifier
@@ -95,19 +97,37 @@ def main() -> None:
     print(f"classifier, one core: {rate_rows:,.0f} docs/s on the {len(texts)} labelled documents "
           f"(mean {sum(map(len, texts)) / len(texts):,.0f} chars), {rate_web:,.0f} docs/s on {len(web)} web pages "
           f"(mean {sum(map(len, web)) / len(web):,.0f} chars)")
+    if a.tiers_of:
+        from collections import Counter
+
+        import pyarrow.parquet as pq
+
+        from pipeline.shards import KEPT
+
+        src = find_stage(Path(a.run), "text", a.tiers_of)
+        n, grades = 0, Counter()
+        for shard in src.done_shards():
+            t = pq.read_table(src.verified(KEPT, shard), columns=["id", "text"])
+            v = clf.process(t)
+            grades.update(v.columns["quality_grade"].to_pylist())
+            n += len(t)
+        print(f"tiers on the {n:,} kept rows of {a.tiers_of}: " + ", ".join(
+            f"grade {g:g}: {c:,} ({c / n:.1%})" for g, c in sorted(grades.items(), key=lambda x: x[0] or -1)))
     if a.llm_rows:
         from stages.rewrite.score import LlmScore
 
         cfg = {k: v for k, v in (sd.config() or {}).items() if k not in ("type",)}
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))  # the engine uses what the run gave it
         llm = LlmScore(**cfg)
-        llm.setup()
-        llm.process(pa.table({"id": ["w"], "text": [texts[0]]}))  # the engine's start and warm-up, not timed
-        rows = texts[: a.llm_rows]
-        t0 = time.perf_counter()
-        llm.process(pa.table({"id": [str(i) for i in range(len(rows))], "text": rows}))
-        llm_s = time.perf_counter() - t0
-        llm.teardown()
+        try:
+            llm.setup()
+            llm.process(pa.table({"id": ["w"], "text": [texts[0]]}))  # the engine's start and warm-up, not timed
+            rows = texts[: a.llm_rows]
+            t0 = time.perf_counter()
+            llm.process(pa.table({"id": [str(i) for i in range(len(rows))], "text": rows}))
+            llm_s = time.perf_counter() - t0
+        finally:  # the engine's processes go with the script
+            llm.teardown()
         cores = len(os.sched_getaffinity(0))
         llm_rate = len(rows) / llm_s / cores
         print(f"llm_score ({cfg.get('model')}), {cores} cores: {len(rows) / llm_s:.3f} docs/s = {llm_rate:.4f} "
