@@ -33,7 +33,8 @@ def _sha256(path: str) -> str | None:
 
 
 class QualityClassifier(Stage):
-    """Grade rows with a trained fastText quality classifier; keep grades >= ``min_grade`` (see the module)."""
+    """Grade rows with a classifier from `swallow classifier train` (quality_score, quality_grade, quality_label);
+    reject grades below ``min_grade`` as low_quality_<grade>; one model, or one per language."""
 
     type: ClassVar[str] = "quality_classifier"
     thresholds: ClassVar[dict[str, tuple[str, ...]]] = {"quality_score": ("min_grade",),

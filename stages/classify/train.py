@@ -291,7 +291,7 @@ def add_command(sub) -> None:
     cp = sub.add_parser("classifier", help="learn a quality classifier from an LLM's grades in a run")
     csub = cp.add_subparsers(dest="classifier_command", required=True)
     tp = csub.add_parser("train", help="train a fastText classifier on a run's graded rows",
-                         description=__doc__.split("What it does: ")[1].strip().replace("``", "`"),
+                         description=_capital(__doc__.split("What it does: ")[1].strip().replace("``", "`")),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     tp.add_argument("run_dir", help="a finished run whose stage graded rows (e.g. an llm_score stage)")
     tp.add_argument("--out", required=True, help="the classifier folder to write (model.bin, classifier.json, "
@@ -306,6 +306,10 @@ def add_command(sub) -> None:
     for k, v in DEFAULTS.items():
         tp.add_argument("--" + k.replace("_", "-"), type=type(v), default=None, help=f"fastText's {k} (default {v})")
     tp.set_defaults(func=cmd_train)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:

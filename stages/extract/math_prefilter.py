@@ -92,7 +92,8 @@ def markers(page: str, min_symbols: int = 6) -> str | None:
 
 
 class MathPrefilter(Stage):
-    """Keep pages whose raw HTML shows any math (see the module docstring); the others skip extraction."""
+    """Before extraction: keep pages whose raw HTML shows math (a renderer, MathML, a LaTeX command, a TeX span,
+    enough math symbols); the others are prefilter_no_math and never extracted."""
 
     type: ClassVar[str] = "math_prefilter"
     #: Column holding the page's HTML.
