@@ -31,7 +31,7 @@ from stages.filters.sample import sample_keys
 
 #: fastText's settings: small enough that a model of a few thousand labelled rows is a few MB and trains in
 #: seconds on one core (bucket x dim x 4 bytes: 100,000 x 64 x 4 = 26 MB before quantisation).
-DEFAULTS = {"epoch": 25, "lr": 0.1, "dim": 64, "word_ngrams": 2, "min_count": 2, "bucket": 100_000}
+DEFAULTS = {"epoch": 25, "lr": 0.5, "dim": 64, "word_ngrams": 2, "min_count": 2, "bucket": 100_000}
 
 
 def find_stage(run_dir: Path, target: str, stage: str | None):
