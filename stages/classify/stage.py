@@ -53,6 +53,7 @@ class QualityClassifier(Stage):
     batch_size: int = Field(4096, ge=1)
     _models: dict[str, Any] = PrivateAttr(default_factory=dict)
     _meta: dict[str, dict] = PrivateAttr(default_factory=dict)
+    _digests: dict[str, str | None] = PrivateAttr(default_factory=dict)
 
     def folders(self) -> dict[str, str]:
         return dict(self.model) if isinstance(self.model, dict) else {"": self.model}
@@ -74,11 +75,6 @@ class QualityClassifier(Stage):
                                 "`swallow classifier train RUN --out FOLDER`)")
         return problems
 
-    def config_dict(self) -> dict[str, Any]:
-        # the models' bytes are part of the configuration: a folder retrained in place is another classifier
-        return {**super().config_dict(), "model_sha256": {
-            lang: _sha256(os.path.join(os.path.expanduser(f), "model.bin")) for lang, f in self.folders().items()}}
-
     def setup(self) -> None:
         import fasttext
 
@@ -87,6 +83,7 @@ class QualityClassifier(Stage):
             folder = os.path.expanduser(folder)
             self._meta[lang] = read_meta(folder)
             self._models[lang] = fasttext.load_model(os.path.join(folder, "model.bin"))
+            self._digests[lang] = _sha256(os.path.join(folder, "model.bin"))
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         if not self._models:
@@ -136,4 +133,6 @@ class QualityClassifier(Stage):
         return {"quality_score", "quality_grade", "quality_label"}
 
     def shard_info(self) -> dict[str, Any]:
-        return {"classifier": {lang: os.path.basename(os.path.normpath(f)) for lang, f in self.folders().items()}}
+        # which bytes graded the shard: a folder retrained in place is another classifier
+        return {"classifier": {lang: {"folder": os.path.basename(os.path.normpath(f)),
+                                      "model_sha256": self._digests.get(lang)} for lang, f in self.folders().items()}}

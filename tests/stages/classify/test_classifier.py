@@ -102,8 +102,8 @@ def test_the_stage_grades_each_row_alone_one_reason_per_tier(graded_run, tmp_pat
     assert set(whole.reasons) <= {None, "low_quality_0", "low_quality_1"} and None in whole.reasons
     for r, g in zip(whole.reasons, whole.columns["quality_grade"].to_pylist()):
         assert (r is None) == (g >= 2) and (r is None or r == f"low_quality_{g:.0f}")
-    # the configuration records the model's bytes: a folder retrained in place is another classifier
-    assert len(stage.config_dict()["model_sha256"][""]) == 64
+    # each shard records which bytes graded it: a folder retrained in place is another classifier
+    assert len(stage.shard_info()["classifier"][""]["model_sha256"]) == 64
 
 
 def test_one_model_per_language_and_rows_of_other_languages(graded_run, tmp_path):
@@ -118,7 +118,7 @@ def test_one_model_per_language_and_rows_of_other_languages(graded_run, tmp_path
     assert v.columns["quality_score"].to_pylist()[1:] == [None, None, None]
 
 
-def test_in_a_run_with_a_where_tier(graded_run, tmp_path):
+def test_in_a_run(graded_run, tmp_path):
     train_classifier(graded_run / "run", tmp_path / "clf", target="grade", seed=0)
     src = {"type": "records", "paths": [str(graded_run / "in.parquet")]}
     cfg = load_config(None, raw={"kind": "web", "source": src,
@@ -129,6 +129,9 @@ def test_in_a_run_with_a_where_tier(graded_run, tmp_path):
     st = summary["stages"][-1]
     assert st["in"] == 600 and st["kept"] + st["rejected"] == 600
     assert set(st["reasons"]) == {"low_quality_0"}
+    from pipeline.ledger import verify
+
+    assert verify(tmp_path / "run") == []
 
 
 def test_errors_name_what_to_do(graded_run, tmp_path):
