@@ -44,7 +44,6 @@ def expected_scores(labels: list[list[str]], probs: list[Any], values: dict[str,
     return out
 
 
-
 def label_name(value: float) -> str:
     """How a grade is written in a label or a reason: 3, not 3.0."""
     return str(int(value)) if float(value) == int(value) else repr(float(value))

@@ -2,12 +2,12 @@
 
 Columns: ``quality_score`` (the expected grade, Σ p(label) x value(label) over fastText's probabilities),
 ``quality_grade`` (the most probable label's value: the tier; stages/classify/model.py says why not the rounded
-score) and ``quality_label`` (that label). With
-``min_grade``, a row whose grade is below it is rejected as ``low_quality_<grade>``: one reason per rejected tier,
-so the report counts each tier (FineMath-3+ is ``min_grade: 3``; SwallowCode-v2's middle tier is a ``where:`` on
-``quality_grade``). Language-aware: ``model`` is one folder, or a mapping from language (the ``language`` column of
-``language_id``) to a folder; a row of a language with no model is ``no_classifier``. Each worker reads its models
-once; a row's verdict depends on its text (its first ``max_chars`` characters) and the model alone.
+score) and ``quality_label`` (that label). With ``min_grade``, a row whose grade is below it is rejected as
+``low_quality_<grade>``: one reason per rejected tier, so the report counts each tier (FineMath-3+ is
+``min_grade: 3``; SwallowCode-v2's middle tier is a ``where:`` on ``quality_grade``). Language-aware: ``model`` is
+one folder, or a mapping from language (the ``language`` column of ``language_id``) to a folder; a row of a
+language with no model is ``no_classifier``. Each worker reads its models once; a row's verdict depends on its text
+(its first ``max_chars`` characters) and the model alone.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class QualityClassifier(Stage):
     _models: dict[str, Any] = PrivateAttr(default_factory=dict)
     _meta: dict[str, dict] = PrivateAttr(default_factory=dict)
     _digests: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    def reads(self) -> set[str]:
+        # with a model per language the language column must exist (checked when the config loads)
+        return super().reads() | ({self.language_column} if isinstance(self.model, dict) else set())
 
     def folders(self) -> dict[str, str]:
         return dict(self.model) if isinstance(self.model, dict) else {"": self.model}

@@ -103,9 +103,6 @@ class MathPrefilter(Stage):
     #: Math symbols that alone make a page worth extracting: 6 for math_score's min_score 0.5, 2 for 0.2 (above).
     min_symbols: int = Field(6, ge=1)
 
-    def reads(self) -> set[str]:
-        return {self.column}
-
     def makes(self) -> set[str]:
         return {"math_markers"}
 

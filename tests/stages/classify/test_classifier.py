@@ -116,6 +116,12 @@ def test_one_model_per_language_and_rows_of_other_languages(graded_run, tmp_path
     assert v.reasons == [None, "no_classifier", "empty", "no_classifier"]
     assert "'fr'" in v.details[1]
     assert v.columns["quality_score"].to_pylist()[1:] == [None, None, None]
+    # in a config, a model per language needs a language column from the source or an earlier stage
+    (tmp_path / "docs.jsonl").write_text('{"id": "a", "text": "theorem"}\n')
+    with pytest.raises(ConfigError, match="no column 'language'"):
+        load_config(None, raw={"kind": "web", "source": {"type": "documents", "paths": [str(tmp_path / "docs.jsonl")]},
+                               "stages": [{"type": "quality_classifier", "model": {"en": str(tmp_path / "en")}}],
+                               "export": {"enabled": False}})
 
 
 def test_in_a_run(graded_run, tmp_path):
