@@ -91,9 +91,9 @@ def labelled_rows(sd, target: str, column: str) -> tuple[list[str], list[str], l
 def make_labels(values: list[Any], bins: list[float] | None) -> tuple[list[str], dict[str, float]]:
     """A label per row and each label's numeric value. Integer grades are their own labels; ``bins`` (ascending
     edges) cut a number into ranges labelled by their lower edge; strings are categories valued by sorted order."""
-    if all(isinstance(v, str) for v in values):
-        names = sorted(set(values))
-        return list(values), {n: float(k) for k, n in enumerate(names)}
+    if all(isinstance(v, str) for v in values):  # a label is one fastText token: inner blanks become _
+        labels = ["_".join(v.split()) or "_" for v in values]
+        return labels, {n: float(k) for k, n in enumerate(sorted(set(labels)))}
     try:
         nums = [float(v) for v in values]
     except (TypeError, ValueError):

@@ -140,6 +140,16 @@ def test_in_a_run(graded_run, tmp_path):
     assert verify(tmp_path / "run") == []
 
 
+def test_labels_from_categories_and_bins():
+    from stages.classify.train import make_labels
+
+    assert make_labels(["high quality", "low", "low"], None) == (["high_quality", "low", "low"],
+                                                                  {"high_quality": 0.0, "low": 1.0})
+    assert make_labels([0.2, 1.7, 3.4, -1.0], [0, 1.5, 3]) == (["0", "1.5", "3", "0"], {"0": 0.0, "1.5": 1.5, "3": 3.0})
+    with pytest.raises(ConfigError, match="--bins"):
+        make_labels([0.5, 1.0], None)
+
+
 def test_errors_name_what_to_do(graded_run, tmp_path):
     with pytest.raises(ConfigError, match="no stage has a column 'llm_score'"):
         train_classifier(graded_run / "run", tmp_path / "x")
