@@ -151,7 +151,8 @@ def fit(texts: list[str], labels: list[str], folder: Path, seed: int, params: di
             for text, lab in zip(texts, labels):
                 fh.write(f"{LABEL}{lab} {normalise(text)}\n")
         args = {**params, "seed": seed, "input": str(data), "output": str(model)}
-        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
+        # -I: the child reads no configuration from the environment or the folder it runs in
+        proc = subprocess.run([sys.executable, "-I", "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
                               env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}, cwd=tmp)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
