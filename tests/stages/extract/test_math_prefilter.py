@@ -35,6 +35,17 @@ def test_evidence_in_the_html():
 
 
 @pytest.mark.fast
+def test_the_symbol_set_is_every_math_symbol():
+    import sys
+    import unicodedata
+
+    from stages.extract.math_prefilter import _SM
+
+    full = "".join(chr(c) for c in range(128, sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Sm")
+    assert _SM == full and len(full) > 900
+
+
+@pytest.mark.fast
 def test_every_row_a_verdict():
     stage = MathPrefilter(name="pre")
     pages = list(PAGES) + ["", None]
