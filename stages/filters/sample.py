@@ -57,7 +57,7 @@ class Sample(GlobalStage):
         return self
 
     def reads(self) -> set[str]:
-        return {self.stratify_by} if self.stratify_by else set()
+        return super().reads() | ({self.stratify_by} if self.stratify_by else set())
 
     def stratum(self, values: list) -> list[int]:
         """The range of each value (-1: outside the edges or none: never sampled)."""
