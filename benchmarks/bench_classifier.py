@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +27,15 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def web_texts(n: int) -> list[str]:
     """Extracted text of trafilatura's evaluation pages (not timed), repeated to ``n`` documents."""
     import trafilatura
 
-    texts = []
-    with tarfile.open(SHARED / "html" / "general" / "trafilatura_eval_300.tar.gz") as tf:
-        for m in tf.getmembers():
-            if m.isfile() and m.name.endswith(".html"):
-                raw = tf.extractfile(m).read().decode("utf-8", "replace")
-                t = trafilatura.extract(raw)
-                if t:
-                    texts.append(t)
+    from benchmarks.extract_quality import pages
+
+    texts = [t for t in (trafilatura.extract(raw.decode("utf-8", "replace")) for _, raw in pages()) if t]
     return (texts * (n // max(1, len(texts)) + 1))[:n]
 
 

@@ -45,18 +45,24 @@ def read(paths: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+def extracted(table: pa.Table, ext, size: int = 64):
+    """Per batch of ``size`` pages: (the pages extraction kept, with its columns; the ids it rejected)."""
+    for i in range(0, len(table), size):
+        batch = table.slice(i, size)
+        v = ext.process(batch)
+        cols = {n: batch.column(n) for n in batch.column_names if n not in v.columns}
+        batch = pa.table({**cols, **v.columns})
+        yield (batch.filter(pa.array([r is None for r in v.reasons])),
+               [k for k, r in zip(batch.column("id").to_pylist(), v.reasons) if r is not None])
+
+
 def extract_and_identify(table: pa.Table, ext, lid) -> dict[str, str | None]:
     """id -> the language ID label after extraction (None where extraction gave nothing)."""
     out: dict[str, str | None] = {}
-    for i in range(0, len(table), 64):
-        batch = table.slice(i, 64)
-        v = ext.process(batch)
-        batch = batch.set_column(batch.column_names.index("text"), "text", v.columns["text"])
-        ok = pa.array([r is None for r in v.reasons])
-        kept = batch.filter(ok)
+    for kept, rejected in extracted(table, ext):
         langs = lid.process(kept).columns["language"].to_pylist() if len(kept) else []
         out.update(zip(kept.column("id").to_pylist(), langs))
-        out.update((k, None) for k, r in zip(batch.column("id").to_pylist(), v.reasons) if r is not None)
+        out.update((k, None) for k in rejected)
     return out
 
 

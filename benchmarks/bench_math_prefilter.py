@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from benchmarks.bench_ja_prefilter import read  # noqa: E402  (the same WARC reading)
+from benchmarks.bench_ja_prefilter import extracted, read  # noqa: E402  (the same WARC reading and extraction)
 
 
 def samples(tmp: Path) -> dict[str, pa.Table]:
@@ -57,13 +57,7 @@ def samples(tmp: Path) -> dict[str, pa.Table]:
 def full_path(table: pa.Table, ext, score) -> set[str]:
     """ids the full math path keeps (extracted, then math_score >= its threshold)."""
     kept: set[str] = set()
-    for i in range(0, len(table), 64):
-        batch = table.slice(i, 64)
-        v = ext.process(batch)
-        cols = {n: batch.column(n) for n in batch.column_names if n != "text"}
-        cols.update(v.columns)
-        batch = pa.table(cols)
-        ok = batch.filter(pa.array([r is None for r in v.reasons]))
+    for ok, _ in extracted(table, ext):
         if len(ok):
             s = score.process(ok)
             kept.update(k for k, r in zip(ok.column("id").to_pylist(), s.reasons) if r is None)

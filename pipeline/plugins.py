@@ -90,23 +90,22 @@ def import_modules(modules: list[str]) -> None:
         _load(mod, "plugins")
 
 
-def commands() -> list:
-    """Functions that each add a CLI subcommand (``swallow publish``, ...)."""
+def _loadable(group: str, what: str) -> list:
+    """Every entry point of ``group`` that loads, by name (one that does not is left out)."""
     out = []
-    for name, value in sorted(declared()[COMMANDS].items()):
+    for name, value in sorted(declared()[group].items()):
         try:
-            out.append(_load(value, f"command {name!r}"))
+            out.append(_load(value, f"{what} {name!r}"))
         except PluginError:
             pass
     return out
+
+
+def commands() -> list:
+    """Functions that each add a CLI subcommand (``swallow publish``, ...)."""
+    return _loadable(COMMANDS, "command")
 
 
 def folder_checks() -> list:
     """Functions that verify a kind of folder that is not a run (a mixture, ...)."""
-    out = []
-    for name, value in sorted(declared()[FOLDERS].items()):
-        try:
-            out.append(_load(value, f"folder check {name!r}"))
-        except PluginError:
-            pass
-    return out
+    return _loadable(FOLDERS, "folder check")

@@ -12,7 +12,6 @@ language with no model is ``no_classifier``. Each worker reads its models once; 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, ClassVar
 
@@ -20,16 +19,9 @@ import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp, missing_path
+from pipeline.shards import file_seal
 from pipeline.stage import Stage, Verdict
 from stages.classify.model import grade_texts, label_name, read_meta
-
-
-def _sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 class QualityClassifier(Stage):
@@ -53,7 +45,7 @@ class QualityClassifier(Stage):
     batch_size: int = Field(4096, ge=1)
     _models: dict[str, Any] = PrivateAttr(default_factory=dict)
     _meta: dict[str, dict] = PrivateAttr(default_factory=dict)
-    _digests: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _digests: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def reads(self) -> set[str]:
         # with a model per language the language column must exist (checked when the config loads)
@@ -87,7 +79,7 @@ class QualityClassifier(Stage):
             folder = os.path.expanduser(folder)
             self._meta[lang] = read_meta(folder)
             self._models[lang] = fasttext.load_model(os.path.join(folder, "model.bin"))
-            self._digests[lang] = _sha256(os.path.join(folder, "model.bin"))
+            self._digests[lang] = file_seal(os.path.join(folder, "model.bin"))["sha256"]
 
     def process(self, table: pa.Table, ctx=None) -> Verdict:
         if not self._models:

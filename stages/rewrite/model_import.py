@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.shards import file_seal
 from stages.rewrite.gguf_header import BadGguf, check_gguf_header
 
 #: Architectures read and run here (SmolLM2: llama; Qwen2.5-Coder: qwen2).
@@ -202,11 +203,7 @@ def find_gguf(package: str) -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_seal(path)["sha256"]
 
 
 def greedy_ids(model, tokenizer, n: int = CHECK_TOKENS) -> list[int]:
