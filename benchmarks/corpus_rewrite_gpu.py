@@ -44,7 +44,8 @@ def cmd_run(args) -> int:
         sets.update({f"stages.{stage}.model": model, f"stages.{stage}.tensor_parallel_size": "1",
                      f"stages.{stage}.num_gpus": "1", f"stages.{stage}.num_cpus": "2",
                      f"stages.{stage}.max_model_len": str(args.max_model_len),
-                     f"stages.{stage}.max_tokens": str(args.max_tokens)})
+                     f"stages.{stage}.max_tokens": str(args.max_tokens),
+                     f"stages.{stage}.shards_in_flight": str(args.in_flight)})
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(ROOT / "configs" / "swallow_code.yaml"), "--output",
            args.out, "--no-progress", "--no-export"]
     for k, v in sets.items():
@@ -136,6 +137,28 @@ def rows(d: Path, part: str, columns=None) -> list[dict]:
     return out
 
 
+def sessions(stats: list[dict]) -> list[list[dict]]:
+    """Shards grouped by the engine that ran them: a run cut by a call's time limit and resumed in the next call
+    starts a new engine (measured: 35 s between the last shard of one call and the first of the next, so no gap
+    rule tells them apart), and the time between the calls is no generation time. An engine is known by its host
+    and its start's duration, which every shard it ran records."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in stats:
+        info = s.get("info", s)
+        groups.setdefault((s.get("host"), info.get("engine_init_s")), []).append(s)
+    return sorted(groups.values(), key=lambda g: min(s["started"] for s in g))
+
+
+def generation_window(group: list[dict]) -> float:
+    """Seconds one engine generated: its shards' span, less the engine's start where the first shard paid it.
+    Shards cut in flight when a call ended are lost with their tokens (their redo is counted in the next
+    session), so a cut session's figure is a lower bound."""
+    info = [s.get("info", s) for s in group]
+    init = max((i.get("engine_init_s") or 0) for i in info)
+    span = max(s["finished"] for s in group) - min(s["started"] for s in group)
+    return span - (init if any(i.get("engine_started") == "on the first shard" for i in info) else 0)
+
+
 def cmd_summary(args) -> int:
     run = Path(args.run)
     raw = {json.loads(Path(p).read_text())["stage"]: json.loads(Path(p).read_text()) for p in args.raw or []}
@@ -152,20 +175,25 @@ def cmd_summary(args) -> int:
     try:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(stage_config(run, "sgcr")["model"])
+        tok = AutoTokenizer.from_pretrained(args.tokenizer or stage_config(run, "sgcr")["model"])
     except Exception as exc:  # noqa: BLE001 - the table without token counts
         print(f"(no tokenizer: {exc})")
     print("\n| rewrite stage | requests | output tokens | stage tok/s | raw tok/s | stage / raw | files per GPU-hour "
           "| GPU-hours per 1e9 output tokens |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    engines = []
     for name in ("sgcr", "scor"):
         st = shard_stats(stage_dir(run, name))
         if not st:
             continue
         out_tokens = sum(s.get("counters", s).get("output_tokens", 0) for s in st)
         requests = sum(s.get("counters", s).get("requests", 0) for s in st)
-        init = max((s.get("engine_init_s") or 0) for s in st)
-        start, end = min(s["started"] for s in st), max(s["finished"] for s in st)
-        window = end - start - (init if any(s.get("engine_started") == "on the first shard" for s in st) else 0)
+        groups = sessions(st)
+        window = sum(generation_window(group) for group in groups)
+        for i, group in enumerate(groups):
+            t = sum(s.get("counters", s).get("output_tokens", 0) for s in group)
+            engines.append(f"- {name} engine {i + 1}: {len(group)} shards, {t:,.0f} output tokens in "
+                  f"{generation_window(group):.1f} s of generation ({t / max(generation_window(group), 1e-9):,.0f} "
+                  f"tok/s), engine start {max((s.get('info', s).get('engine_init_s') or 0) for s in group)} s")
         tps = out_tokens / window if window > 0 else 0
         r = raw.get(name)
         ratio = f"{tps / r['output_tok_s']:.3f}" if r else "-"
@@ -174,6 +202,7 @@ def cmd_summary(args) -> int:
               f"{files_h:,.0f} | {1e9 / tps / 3600:,.1f} |" if r else
               f"| {name} | {requests:,} | {out_tokens:,} | {tps:,.0f} | - | - | {files_h:,.0f} | "
               f"{1e9 / max(tps, 1e-9) / 3600:,.1f} |")
+    print("\n" + "\n".join(engines))
     if tok is not None:
         sg = rows(stage_dir(run, "sgcr"), "kept", ["id", "text", "text_before_sgcr"])
         sc = {r["id"]: r["text"] for r in rows(stage_dir(run, "scor"), "kept", ["id", "text"])}
@@ -186,8 +215,10 @@ def cmd_summary(args) -> int:
                   f"{mean_tokens([r['text_before_sgcr'] for r in both]):.0f}, after SGCR "
                   f"{mean_tokens([r['text'] for r in both]):.0f}, after SCOR "
                   f"{mean_tokens([sc[r['id']] for r in both]):.0f} (SwallowCode: 836 -> 548 -> 835)")
-    lint = rows(stage_dir(run, "lint_rewritten"), "kept", ["lint_score", "rewritten_lint_score",
-                                                           "pylint_score", "rewritten_pylint_score"])
+    lint = []
+    if list((run / "stages").glob("*-lint_rewritten")):  # a run cut before it has none
+        lint = rows(stage_dir(run, "lint_rewritten"), "kept", ["lint_score", "rewritten_lint_score", "pylint_score",
+                                                               "rewritten_pylint_score"])
     pairs = [(r["lint_score"], r["rewritten_lint_score"]) for r in lint
              if r.get("lint_score") is not None and r.get("rewritten_lint_score") is not None]
     if pairs:
@@ -218,6 +249,8 @@ def main() -> int:
     r.add_argument("--shard-bytes", type=int, default=1_000_000)
     r.add_argument("--max-model-len", type=int, default=16384)
     r.add_argument("--max-tokens", type=int, default=8192)
+    r.add_argument("--in-flight", type=int, default=12,
+                   help="the rewrite stages' shards_in_flight: ~65-row shards x 12 keep 256 sequences running")
     w = sub.add_parser("raw")
     w.add_argument("--run", required=True)
     w.add_argument("--stage", required=True)
@@ -225,6 +258,7 @@ def main() -> int:
     s = sub.add_parser("summary")
     s.add_argument("--run", required=True)
     s.add_argument("--raw", nargs="*")
+    s.add_argument("--tokenizer", help="the model's folder where the run's path is not here")
     args = ap.parse_args()
     return {"run": cmd_run, "raw": cmd_raw, "summary": cmd_summary}[args.cmd](args)
 

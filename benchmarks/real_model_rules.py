@@ -229,6 +229,28 @@ def analyse(args) -> None:
             print(name, json.loads(p.read_text()))
 
 
+def from_run(run: Path, out: Path) -> None:
+    """``<out>/<stage>.parquet`` from a pipeline run's rewrite stages (kept and rejected rows), in the layout
+    ``run_stage`` writes, so that ``--analyse`` reads a corpus-scale run (benchmarks/corpus_rewrite_gpu.py) as it
+    reads this script's own measurements."""
+    out.mkdir(parents=True, exist_ok=True)
+    for d in sorted((run / "stages").iterdir()):
+        name = d.name.split("-", 1)[1]
+        if name not in ("sgcr", "scor"):
+            continue
+        rows = []
+        for part in ("kept", "rejected"):
+            for f in sorted((d / part).glob("*.parquet")):
+                for r in pq.read_table(f).to_pylist():
+                    row = {"id": r["id"], "input": r[f"text_before_{name}"] if part == "kept" else r["text"],
+                           "reason": r.get("reason"), "detail": r.get("detail"),
+                           "text": r["text"] if part == "kept" else None}
+                    row.update({k.removeprefix(f"{name}_"): v for k, v in r.items() if k.startswith(f"{name}_")})
+                    rows.append(row)
+        pq.write_table(pa.Table.from_pylist(rows), out / f"{name}.parquet")
+        print(f"{name}: {len(rows)} rows from {d}")
+
+
 def fidelity_table(out: Path) -> None:
     """How often each fidelity check fires on the answers that compiled (columns of every such row)."""
     from stages.rewrite.fidelity import CHECKS
@@ -326,7 +348,12 @@ def main() -> None:
     ap.add_argument("--stages", default="sgcr,scor,llm_score,math")
     ap.add_argument("--analyse", action="store_true", help="only print the tables from earlier results")
     ap.add_argument("--lint", action="store_true", help="also score inputs and kept rewrites with pylint")
+    ap.add_argument("--from-run", help="a run with sgcr/scor stages: its rows instead of a measurement (implies "
+                                       "--analyse)")
     args = ap.parse_args()
+    if args.from_run:
+        from_run(Path(args.from_run), Path(args.out))
+        args.analyse = True
     if not args.analyse:
         measure(args)
     analyse(args)

@@ -11,6 +11,8 @@
 #   bash benchmarks/real_rewrites_gpu.sh run          # configs/swallow_code.yaml over the corpus (resumes if cut)
 #   bash benchmarks/real_rewrites_gpu.sh raw          # raw LLM.generate on the stages' own requests, the summary
 #   bash benchmarks/real_rewrites_gpu.sh rules        # real_model_rules.py --gpu: llm_score with two seeds
+#   bash benchmarks/real_rewrites_gpu.sh labels       # configs/label_code.yaml: N files graded by the 1.5B model,
+#                                                     #   the labels of a code quality classifier (issue 45)
 #
 # Results go to $OUT (logs, summary.md, the run's rewrite shards packed).
 set -u
@@ -20,9 +22,9 @@ SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 RUN=/root/runs/code
 B="python3 benchmarks/corpus_rewrite_gpu.py"
 
-pack() {  # the rewrite stages' shards and the lint scores, for reading here
-  tar czf "$OUT/$1.tgz" -C "$RUN" run.yaml $(cd "$RUN" && ls -d stages/*-sgcr stages/*-scor stages/*-lint_rewritten \
-    stages/*/stats 2>/dev/null) 2>/dev/null
+pack() {  # the rewrite stages' shards and the lint scores, for reading here, in pieces a call brings back (16 MiB)
+  tar czf - -C "$RUN" run.yaml $(cd "$RUN" && ls -d stages/*-sgcr stages/*-scor stages/*-lint_rewritten \
+    stages/*/stats 2>/dev/null) 2>/dev/null | split -b 15M - "$OUT/$1.tgz.part-"
 }
 
 case "${1:-}" in
@@ -55,12 +57,23 @@ run)  # the pipeline (resumes where a cut call left it), then raw SGCR in the ti
   pack rewrites
   ;;
 raw)
-  for s in sgcr scor; do
-    timeout 280 $B raw --run $RUN --stage $s --json "$OUT/raw_$s.json" > "$OUT/raw_$s.log" 2>&1
+  for s in ${STAGES:-sgcr scor}; do
+    timeout "${T:-280}" $B raw --run $RUN --stage $s --json "$OUT/raw_$s.json" > "$OUT/raw_$s.log" 2>&1
     echo "$s rc=$?"; grep -E "^RAW|Error" "$OUT/raw_$s.log" | tail -3
   done
-  $B summary --run $RUN --raw "$OUT"/raw_*.json > "$OUT/summary.md" 2>&1; cat "$OUT/summary.md"
+  $B summary --run $RUN --raw $(ls "$OUT"/raw_*.json 2>/dev/null) > "$OUT/summary.md" 2>&1; cat "$OUT/summary.md"
   pack rewrites
+  ;;
+labels)  # the llm_score stage's shards come back (text and grade of each file): swallow classifier train reads them
+  timeout "${T:-400}" python3 -m pipeline.cli run configs/label_code.yaml --output /root/runs/label --no-progress \
+    --no-export --set 'source.paths=["/root/python_corpus.parquet"]' --set source.repo_column=repo \
+    --set source.license_column=license --set source.shard_bytes=1000000 --set stages.label_sample.count="${N:-20000}" \
+    --set stages.llm_score.model=/root/q15 --set stages.llm_score.shards_in_flight=16 \
+    --set stages.llm_score.max_input_chars="${CHARS:-6000}" > "$OUT/labels.log" 2>&1
+  echo "rc=$?"; grep -E "error|Error" "$OUT/labels.log" | tail -5
+  python3 -m pipeline.cli stats /root/runs/label 2>&1 | tail -12
+  tar czf "$OUT/labels.tgz" -C /root/runs/label run.yaml $(cd /root/runs/label && ls -d stages/*-llm_score)
+  ls -la "$OUT"
   ;;
 rules)
   timeout "${T:-400}" python3 benchmarks/real_model_rules.py --gpu --model /root/q15 --files 300 \
@@ -68,5 +81,5 @@ rules)
   echo "rc=$?"; tail -30 "$OUT/rules.log"
   tar czf "$OUT/rules.tgz" -C /root rules
   ;;
-*) echo "usage: $0 stash NN|setup|run|raw|rules" >&2; exit 2 ;;
+*) echo "usage: $0 stash NN|setup|run|raw|labels|rules" >&2; exit 2 ;;
 esac
