@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.charts import KEPT_COLOR, reason_color
+
 
 def pyplot():
     """matplotlib's pyplot, off-screen, with every label plain text: a ``$`` in a stage, column or reason name is a
@@ -21,7 +23,7 @@ def plot_funnel(stats: dict, path: str) -> None:
     names = [s["stage"] for s in stages]
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
     kept = [s["kept"] for s in stages]
-    ax.barh(names, kept, color="#4c9f70", label="kept")
+    ax.barh(names, kept, color=KEPT_COLOR, label="kept")
     left = list(kept)
     reasons = sorted({r for s in stages for r in s["reasons"]})
     for reason in reasons:
@@ -35,18 +37,3 @@ def plot_funnel(stats: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# tab20 without its two greens (4, 5), which read as "kept" (#4c9f70) beside the kept bar
-_REASON_COLORS = [i for i in range(20) if i not in (4, 5)]
-
-
-def reason_color(reason: str):
-    """The colour of a rejection reason: chosen by the reason's name (a stable hash), so a reason has the same colour
-    in every plot and every report, whatever other reasons a run has."""
-    import hashlib
-
-    import matplotlib.pyplot as plt
-
-    j = int.from_bytes(hashlib.blake2b(reason.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big")
-    return plt.get_cmap("tab20")(_REASON_COLORS[j % len(_REASON_COLORS)])

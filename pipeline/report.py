@@ -1,6 +1,6 @@
 """``swallow report RUN``: one self-contained HTML page of a run, for people who judge a corpus by looking at it.
 
-The page has no external resource (plots are inline SVG drawn with matplotlib) and shows the corpus escaped (it is
+The page has no external resource (charts are inline SVG: ``pipeline/charts.py``) and shows the corpus escaped (it is
 untrusted HTML/JavaScript). Sections: the funnel (documents and tokens in/kept/rejected per stage), rejection
 reasons per stage, histograms of every numeric column a stage added (scores, ratios, lengths, cluster sizes, token
 counts — whatever the stages measured), wall time and throughput per stage and per worker host, versions, models
@@ -12,7 +12,6 @@ contents leads to each section. It reads only the run directory and knows no sta
 from __future__ import annotations
 
 import html
-import io
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.charts import KEPT_COLOR, REJECTED_COLOR, hbars, histogram, reason_color
 from pipeline.ledger import collect_stats, list_stages
-from pipeline.plots import pyplot, reason_color
 from pipeline.report_rows import reason_examples, rewrite_samples
 from pipeline.shards import KEPT, REJECTED, StageDir, TamperedError
 
@@ -50,55 +49,22 @@ div.ex{border-left:3px solid #d8dde6;margin:6px 0;padding-left:8px}
 """
 
 
-def _svg(fig, tight: bool = True) -> str:
-    """The figure as inline SVG; ``tight``: cropped to what is drawn (a second drawing pass)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    # no RDF metadata block: it names outside URLs and a creation date (the report stays a function of the run)
-    fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None,
-                metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]  # no XML prolog inside HTML
-
-
-def _plt():
-    plt = pyplot()
-    # svg.hashsalt: the SVG's element ids are hashes salted with a random value per process unless it is set, so
-    # two reports of the same run differed in every id
-    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none", "svg.hashsalt": "swallow-report"})
-    return plt
-
-
 def funnel_svg(stages: list[dict]) -> str:
-    plt = _plt()
+    """Documents per stage (kept, and rejected by reason) beside text (MB kept and rejected) or tokens."""
     names = [s["stage"] for s in stages]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(names) + 1.4), sharey=True)
-    kept = [s["kept"] for s in stages]
-    axes[0].barh(names, kept, color="#4c9f70", label="kept")
-    left = list(kept)
-    for reason in sorted({r for s in stages for r in s["reasons"]}):
-        vals = [s["reasons"].get(reason, 0) for s in stages]
-        axes[0].barh(names, vals, left=left, color=reason_color(reason), label=reason)
-        left = [a + b for a, b in zip(left, vals)]
-    axes[0].invert_yaxis()
-    axes[0].set_title("documents: kept, and rejected by reason")
-    axes[0].legend(fontsize=7, loc="lower right", frameon=False)
+    docs = [("kept", KEPT_COLOR, [s["kept"] for s in stages])]
+    docs += [(reason, reason_color(reason), [s["reasons"].get(reason, 0) for s in stages])
+             for reason in sorted({r for s in stages for r in s["reasons"]})]
     toks_in = [s["counters"].get("tokens_in", 0) for s in stages]
     toks = [s["counters"].get("tokens", s["counters"].get("output_tokens", 0)) for s in stages]
-    mb_kept = [s["bytes_kept"] / 1e6 for s in stages]
-    mb_rej = [s["bytes_rejected"] / 1e6 for s in stages]
     if any(toks) and not any(toks_in):
-        axes[1].barh(names, toks, color="#6366f1", label="tokens (tokenize) / generated (rewrite)")
-        axes[1].set_title("tokens")
+        right = hbars(names, [("tokens (tokenize) / generated (rewrite)", "#6366f1", toks)], "tokens")
     else:
-        axes[1].barh(names, mb_kept, color="#4c9f70", label="kept")
-        axes[1].barh(names, mb_rej, left=mb_kept, color="#e57373", label="rejected")
-        axes[1].set_title("text, MB")
-    axes[1].legend(fontsize=7, loc="lower right", frameon=False)
-    fig.tight_layout()
-    return _svg(fig)
+        right = hbars(names, [("kept", KEPT_COLOR, [s["bytes_kept"] / 1e6 for s in stages]),
+                              ("rejected", REJECTED_COLOR, [s["bytes_rejected"] / 1e6 for s in stages])],
+                      "text, MB", " MB")
+    return (f"<div class='grid'><div class='card'>{hbars(names, docs, 'documents: kept, and rejected by reason')}"
+            f"</div><div class='card'>{right}</div></div>")
 
 
 def _numeric(field: pa.Field) -> bool:
@@ -169,7 +135,6 @@ def tier_cuts(stage_dirs: list[StageDir], column: str) -> list[tuple[str, float]
 def histograms(sd: StageDir, measured: list[str], all_dirs: list[StageDir] = ()) -> list[str]:
     """SVG histograms of the stage's measured columns, kept rows and rejected rows apart, with the stage's
     thresholds for each drawn where it has them."""
-    plt = _plt()
     shards = sd.done_shards()
     rng = random.Random(0)
     rng.shuffle(shards)
@@ -189,36 +154,11 @@ def histograms(sd: StageDir, measured: list[str], all_dirs: list[StageDir] = ())
         if n >= SAMPLE_ROWS:
             break
     series = [(c, v) for c, v in values.items() if len(set(v[KEPT] + v[REJECTED])) >= 2]
-    if not series:
-        return []
-    # One figure per stage, a grid of histograms: laid out once (32 figures with a tight layout each took 4.5 s
-    # of the web sample's 60 s of CPU; the grid takes well under one).
-    per_row = min(3, len(series))
-    rows = -(-len(series) // per_row)
-    fig, axes = plt.subplots(rows, per_row, figsize=(3.6 * per_row, 2.5 * rows), squeeze=False)
-    for ax, (name, v) in zip(axes.flat, series):
-        every = v[KEPT] + v[REJECTED]
-        lo, hi = min(every), max(every)
-        bins = min(40, max(5, len(set(every))))
-        edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)] if hi > lo else bins
-        # one filled outline per histogram and part, not 40 bars: the SVG's drawing is most of the report's time
-        for part, color, label in ((KEPT, "#4c9f70", "kept"), (REJECTED, "#e57373", "rejected")):
-            if v[part]:
-                ax.hist(v[part], bins=edges, color=color, alpha=0.65, histtype="stepfilled",
-                        label=f"{label} ({len(v[part]):,})")
-        for key, value in thresholds(sd, name) + tier_cuts(list(all_dirs), name):
-            ax.axvline(value, color="#1d2330", linestyle="--", linewidth=1)
-            ax.annotate(f"{key} {value:g}", (value, 0), xycoords=("data", "axes fraction"), fontsize=6,
-                        ha="left", va="bottom", xytext=(2, 2), textcoords="offset points", rotation=90)
-        ax.set_title(f"{name} (n={len(every):,})", fontsize=8)
-        ax.legend(fontsize=6, frameon=False, loc="best")
-        ax.locator_params(axis="x", nbins=4)  # (five-digit ratios side by side ran into each other)
-    for ax in list(axes.flat)[len(series):]:
-        ax.set_visible(False)
-    w, h = fig.get_size_inches()  # margins in inches (tick labels, titles), whatever the grid's size
-    fig.subplots_adjust(left=0.55 / w, right=1 - 0.15 / w, bottom=0.4 / h, top=1 - 0.3 / h, hspace=0.6,
-                        wspace=0.45)
-    return [_svg(fig, tight=False)]
+    cuts = {name: thresholds(sd, name) + tier_cuts(list(all_dirs), name) for name, _ in series}
+    return [histogram(f"{name} (n={len(v[KEPT]) + len(v[REJECTED]):,})",
+                      [("kept", KEPT_COLOR, v[KEPT]), ("rejected", REJECTED_COLOR, v[REJECTED])], cuts[name],
+                      bins=min(40, max(5, len(set(v[KEPT] + v[REJECTED])))))
+            for name, v in series]
 
 
 def _rate(amount: float, seconds: float) -> str:
