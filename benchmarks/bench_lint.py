@@ -58,8 +58,8 @@ def samples() -> dict[str, list[dict]]:
 def cli_score(args) -> float:
     """The baseline: one ``python -m pylint`` per file, in an empty folder of its own, in the same lint environment
     as the stage (the standard library and pylint's own packages, an explicit empty rcfile): same scores."""
-    from stages.filters.lint_isolation import cli_command, lint_env
-    from stages.filters.lint_score import SWALLOWCODE_DISABLE, module_name, pylint_args
+    from stages.filters.lint.isolation import cli_command, lint_env
+    from stages.filters.lint.score import SWALLOWCODE_DISABLE, module_name, pylint_args
 
     name, text, tmp, rcfile, pylib = args
     d = Path(tmp) / name
@@ -112,7 +112,7 @@ def main() -> None:
                 ours_t.append(elapsed)
                 rcfile = tmp / "empty-pylintrc"
                 rcfile.write_text("")
-                from stages.filters.lint_isolation import pylint_library
+                from stages.filters.lint.isolation import pylint_library
 
                 pylib = pylint_library(str(tmp / "pylib"))
                 base_dir = tmp / "baseline"

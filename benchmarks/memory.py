@@ -63,7 +63,7 @@ def role(p: psutil.Process, driver: int) -> str | None:
         return None
     if line.startswith("ray::swallow ") or line.startswith("ray::_Worker"):
         return "worker"
-    if "lint_server.py" in line:
+    if "lint/server.py" in line:
         return "lint server"
     return None
 

@@ -300,7 +300,7 @@ def score_agreement(out: Path) -> None:
 def lint_before_after(out: Path) -> None:
     """SwallowCode's pylint score (the lint stage's own code) of each input and of its kept rewrite, as the model
     wrote it and after ``ruff format``; and which pylint messages the rewrites gained."""
-    from stages.filters.lint import LintFilter
+    from stages.filters.lint.stage import LintFilter
 
     for name in ("sgcr", "scor"):
         path = out / f"{name}.parquet"

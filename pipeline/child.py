@@ -1,7 +1,7 @@
 """Supervision of a helper child process: start it, wait until it says it is ready, tell a kill from a fault, stop it.
 
 Two kinds of helpers use it: the sandbox (``pipeline/sandbox.py``: one function, one input at a time) and the
-lint fork server (``stages/filters/lint_client.py``). The rules are the same for both and live here once:
+lint fork server (``stages/filters/lint/client.py``). The rules are the same for both and live here once:
 
 * a child killed by a signal while starting (the OOM killer, a person, a fault test) is started again, three
   times; then the worker itself is broken (``WorkerBroken``: the executor replaces it and retries the task),

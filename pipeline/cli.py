@@ -114,95 +114,26 @@ def cmd_stage(args) -> int:
     return 0
 
 
-def _is_records(path: str) -> bool:
-    """A directory of our own Parquet shards (e.g. ``RUN/stages/NN-x/kept``)."""
-    p = Path(path)
-    if p.is_dir():
-        files = list(p.glob("*.parquet"))
-        if files:
-            import pyarrow.parquet as pq
-
-            return "id" in pq.ParquetFile(files[0]).schema_arrow.names
-    return False
-
-
-WARC_NAMES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz", ".paths", ".paths.gz")
-
-
-def _first_files(paths: list[str], n: int = 20) -> list[Path]:
-    import glob
-
-    out: list[Path] = []
-    for p in paths:
-        hits = [Path(h) for h in sorted(glob.glob(p, recursive=True))] if any(c in p for c in "*?[") else [Path(p)]
-        for h in hits:
-            out += sorted(f for f in h.rglob("*") if f.is_file())[:n] if h.is_dir() else [h] if h.is_file() else []
-        if len(out) >= n:
-            break
-    return out[:n]
-
-
-def _looks_like_warc(f: Path) -> bool:
-    import gzip
-    import zlib
-
-    if f.name.lower().endswith(WARC_NAMES):
-        return True
-    try:
-        head = f.open("rb").read(1 << 16)
-        if head[:2] == b"\x1f\x8b":
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 64)
-        return head.startswith(b"WARC/")
-    except (OSError, zlib.error, gzip.BadGzipFile):
-        return False
-
-
-def _text_column(f: Path) -> bool:
-    """A JSONL/Parquet file whose records have a ``text`` field (documents), not a ``content`` one (code)."""
-    import gzip
-    import json as _json
-
-    name = f.name.lower()
-    try:
-        if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            names = pq.ParquetFile(f).schema_arrow.names
-            return "text" in names and "content" not in names
-        if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(f, "rt", encoding="utf-8", errors="replace") as fh:
-                rec = _json.loads(fh.readline() or "{}")
-            return isinstance(rec, dict) and "text" in rec and "content" not in rec
-    except Exception:  # noqa: BLE001 - a file that cannot be sniffed is not guessed from
-        return False
-    return False
-
-
 def guess_source(inputs: list[str], source: str | None, kind: str | None) -> tuple[str, str, str]:
-    """(source type, kind, why) for a stage command's ``--input``: our own shards -> records; WARC/WET files or a
-    CC paths listing -> warc (web); JSONL/Parquet with a text field on --kind web, or without a content field ->
-    documents (web); anything else -> code."""
-    files = _first_files(inputs)
-    if source:
-        why = "as asked"
-    elif all(_is_records(p) for p in inputs):
-        source, why = "records", "a run's shards"
-    elif files and all(_looks_like_warc(f) for f in files):
-        source, why = "warc", "WARC/WET files"
-    elif files and all(_text_column(f) for f in files) and kind != "code":
-        source, why = "documents", "records with a text field"
-    else:
-        source, why = "code", "source files or records with a content field"
-    if kind is None:
-        if source == "records":
-            import pyarrow.parquet as pq
+    """(source type, kind, why) for a stage command's ``--input``: every registered source's ``sniff`` is asked in
+    its ``sniff_order`` (a run's shards, WARC/WET files, records with a text field, then code) and the first that
+    claims the input reads it; ``--source`` and ``--kind`` win."""
+    from pipeline import plugins
+    from pipeline.source import first_files
 
-            first = next(Path(inputs[0]).glob("*.parquet"), None)
-            kind = "web" if first is not None and "url" in pq.ParquetFile(first).schema_arrow.names else "code"
-        else:
-            kind = "web" if source in ("warc", "documents") else "code"
-    return source, kind, why
+    files = first_files(inputs)
+    if source:
+        cls = plugins.component_class("source", source)
+        claim = cls.sniff(inputs, files, kind) if cls is not None else None
+        return source, kind or (claim[0] if claim else getattr(cls, "kind", "code")), "as asked"
+    ordered = sorted((c for c in plugins.load_all("source").values() if c.sniff_order is not None),
+                     key=lambda c: (c.sniff_order, c.type))
+    for cls in ordered:
+        claim = cls.sniff(inputs, files, kind)
+        if claim:
+            return cls.type, kind or claim[0], claim[1]
+    raise SystemExit(f"error: no source reads {', '.join(inputs)}; name one with --source "
+                     f"({', '.join(c.type for c in ordered)})")
 
 
 def cmd_verify(args) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
@@ -46,6 +47,18 @@ class Source(Component):
 
     def phases(self) -> list[Phase]:
         return [SourcePhase()]
+
+    #: Where this source stands when a command's ``--input`` names no source: ``sniff`` is asked in this order
+    #: (lower first) and the first that claims the input reads it; None: never guessed, only named.
+    sniff_order: ClassVar[int | None] = None
+    #: The pipeline kind (``code``/``web``) of what this source reads, where ``sniff`` does not tell.
+    kind: ClassVar[str] = "code"
+
+    @classmethod
+    def sniff(cls, inputs: list[str], files: list[Path], kind: str | None) -> tuple[str, str] | None:
+        """``(kind, why)`` when this source reads ``inputs`` (``files``: the first few files under them; ``kind``:
+        the user's ``--kind``, or None), else None. Reads a few bytes at most: it runs on every stage command."""
+        return None
 
     def set_workers(self, workers: int) -> None:
         """How many workers the run has (the planner's hint for ``shard_target``)."""
@@ -196,6 +209,21 @@ class RecordsSource(Source):
     """
 
     type: ClassVar[str] = "records"
+    sniff_order: ClassVar[int | None] = 0
+
+    @classmethod
+    def sniff(cls, inputs: list[str], files: list[Path], kind: str | None) -> tuple[str, str] | None:
+        """Folders of this pipeline's own shards (``RUN/stages/NN-x/kept``): Parquet with an ``id`` column; web
+        when they have a ``url`` column."""
+        import pyarrow.parquet as pq
+
+        first = [next(iter(sorted(Path(p).glob("*.parquet"))), None) if Path(p).is_dir() else None for p in inputs]
+        if not first or any(f is None for f in first):
+            return None
+        names = pq.ParquetFile(first[0]).schema_arrow.names
+        if "id" not in names or not all("id" in pq.ParquetFile(f).schema_arrow.names for f in first[1:]):
+            return None
+        return ("web" if "url" in names else "code"), "a run's shards"
 
     def plan(self) -> list[dict[str, Any]]:
         """Row groups packed into shards. Planning reads every file's ``id`` column once: an id seen before (in
@@ -287,3 +315,15 @@ def checked_records(table: pa.Table, path: str, rg: int, dups: list[int]) -> pa.
     table = table.set_column(table.column_names.index("id"), "id", pa.array(new_ids, pa.string()))
     table = table.append_column("reason", pa.array(reasons, pa.string()))
     return table.append_column("detail", pa.array(details, pa.string()))
+
+
+def first_files(paths: list[str], n: int = 20) -> list[Path]:
+    """The first ``n`` files under ``paths`` (globs expanded, folders walked), for a source's ``sniff``."""
+    out: list[Path] = []
+    for p in paths:
+        hits = [Path(h) for h in sorted(glob.glob(p, recursive=True))] if any(c in p for c in "*?[") else [Path(p)]
+        for h in hits:
+            out += sorted(f for f in h.rglob("*") if f.is_file())[:n] if h.is_dir() else [h] if h.is_file() else []
+        if len(out) >= n:
+            break
+    return out[:n]

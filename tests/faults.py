@@ -38,12 +38,12 @@ def role_of(proc: psutil.Process, driver: int) -> str | None:
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
     line = " ".join(cmd)
-    if "lint_server.py" in line:
+    if "lint/server.py" in line:
         try:
             parent = " ".join(proc.parent().cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
             return None
-        return "lint child" if "lint_server.py" in parent else "lint server"
+        return "lint child" if "lint/server.py" in parent else "lint server"
     if "pipeline.sandbox" in line:
         return "extract sandbox"
     if "EngineCore" in name or "EngineCore" in line:

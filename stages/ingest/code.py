@@ -54,6 +54,11 @@ class CodeSource(Source):
     """Code corpora: Parquet or JSONL(.gz) files (The Stack v2 layout), a ``datasets`` name, or source trees."""
 
     type: ClassVar[str] = "code"
+    sniff_order: ClassVar[int | None] = 100  # last: whatever no other source claims is read as code
+
+    @classmethod
+    def sniff(cls, inputs: list[str], files: list[Path], kind: str | None) -> tuple[str, str] | None:
+        return "code", "source files or records with a content field"
     #: parquet | jsonl | dir | hf | auto (from each path's extension; directories are source trees).
     format: Literal["auto", "parquet", "jsonl", "dir", "hf"] = "auto"
     content_column: str = "content"

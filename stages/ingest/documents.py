@@ -4,7 +4,10 @@ extracted pages or existing corpora such as RedPajama StackExchange records, for
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
@@ -19,10 +22,36 @@ ROW_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_fil
                         ("reason", pa.string()), ("detail", pa.string())])
 
 
+def _text_column(f: Path) -> bool:
+    """A JSONL/Parquet file whose records have a ``text`` field (documents), not a ``content`` one (code)."""
+    name = f.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            names = pq.ParquetFile(f).schema_arrow.names
+            return "text" in names and "content" not in names
+        if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(f, "rt", encoding="utf-8", errors="replace") as fh:
+                rec = json.loads(fh.readline(1 << 24) or "{}")  # a first record over 16 MiB is not guessed from
+            return isinstance(rec, dict) and "text" in rec and "content" not in rec
+    except Exception:  # noqa: BLE001 - a file that cannot be sniffed is not guessed from
+        return False
+    return False
+
+
 class DocumentSource(Source):
     """Text documents from JSONL(.gz) or Parquet; a missing/empty text or a corrupt file is a reason."""
 
     type: ClassVar[str] = "documents"
+    sniff_order: ClassVar[int | None] = 20
+    kind: ClassVar[str] = "web"
+
+    @classmethod
+    def sniff(cls, inputs: list[str], files: list[Path], kind: str | None) -> tuple[str, str] | None:
+        """JSONL/Parquet records with a ``text`` field and no ``content`` one (that is code), unless --kind code."""
+        if kind == "code" or not files or not all(_text_column(f) for f in files):
+            return None
+        return "web", "records with a text field"
     text_column: str = "text"
     url_column: str = "url"
     license: str | None = None

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
@@ -189,14 +191,38 @@ def read_listing(path: str, max_files: int = 0) -> list[str]:
     return out
 
 
+WARC_NAMES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz", ".paths", ".paths.gz")
+
+
+def _looks_like_warc(f: Path) -> bool:
+    if f.name.lower().endswith(WARC_NAMES):
+        return True
+    try:
+        with f.open("rb") as fh:
+            head = fh.read(1 << 16)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 64)
+        return head.startswith(b"WARC/")
+    except (OSError, zlib.error, gzip.BadGzipFile):
+        return False
+
+
 class WarcSource(Source):
     """WARC/WET files (or a Common Crawl paths listing) -> one row per response, conversion and revisit record."""
 
     type: ClassVar[str] = "warc"
+    sniff_order: ClassVar[int | None] = 10
+    kind: ClassVar[str] = "web"
     not_measured: ClassVar[frozenset[str]] = frozenset({"source_offset", "warc_inner_offset", "http_status"})
     requires: ClassVar[tuple[str, ...]] = ("charset_normalizer",)
     extra: ClassVar[str] = "web"
     name: str = "ingest"
+
+    @classmethod
+    def sniff(cls, inputs: list[str], files: list[Path], kind: str | None) -> tuple[str, str] | None:
+        """WARC/WET files (by name, or a record header within the first 64 KiB, gzip or not) or a CC listing."""
+        return ("web", "WARC/WET files") if files and all(_looks_like_warc(f) for f in files) else None
+
     #: Prefix of the lines of a ``*.paths.gz`` listing (Common Crawl: https://data.commoncrawl.org/).
     prefix: str = "https://data.commoncrawl.org/"
     #: Read at most this many files of a listing (0: all), taken in listing order.

@@ -30,8 +30,10 @@ def test_a_shard_killed_midway_resumes_from_its_last_piece(tmp_path):
     pq.write_table(pa.table({"id": [f"r{i:03d}" for i in range(60)], "text": [f"x = {i}\n" for i in range(60)]}),
                    src)
     cfg = tmp_path / "c.yaml"
+    # 30 batches x 0.3 s: the shard outlives the status read below on a loaded machine (at 0.15 s it once finished
+    # first while the fast tier ran on both cores)
     cfg.write_text(f"kind: code\nsource: {{type: records, paths: ['{src}']}}\nexport: {{enabled: false}}\n"
-                   "plugins: [tests.helpers]\nstages:\n  - {type: test_slow, delay_s: 0.15, batch_size: 2, "
+                   "plugins: [tests.helpers]\nstages:\n  - {type: test_slow, delay_s: 0.3, batch_size: 2, "
                    "piece_s: 0.5}\n")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--output", str(run), "--executor", "inline",

@@ -23,10 +23,10 @@ import pytest
 
 from pipeline.child import KILLS_PER_INPUT
 from pipeline.errors import WorkerBroken
-from stages.filters.lint import LintFilter
-from stages.filters.lint_client import PylintWorker
-from stages.filters.lint_isolation import cli_command, lint_env, pylint_library
-from stages.filters.lint_score import SWALLOWCODE_DISABLE, comment_ratio, module_name, pylint_args
+from stages.filters.lint.client import PylintWorker
+from stages.filters.lint.isolation import cli_command, lint_env, pylint_library
+from stages.filters.lint.score import SWALLOWCODE_DISABLE, comment_ratio, module_name, pylint_args
+from stages.filters.lint.stage import LintFilter
 from stages.filters.syntax import syntax_check
 from tests.conftest import ROOT
 from tests.helpers import compiles, table_of

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 
 OWNER = r"""
 import json, sys, time
-from stages.filters.lint_client import LintServer
-from stages.filters.lint_score import SWALLOWCODE_DISABLE
+from stages.filters.lint.client import LintServer
+from stages.filters.lint.score import SWALLOWCODE_DISABLE
 server = LintServer(SWALLOWCODE_DISABLE, warm_modules=[] if sys.argv[1] == "cold" else None,
                     wait=sys.argv[1] != "start")
 print(json.dumps({"tmp": server.tmp, "pid": server.proc.pid}), flush=True)

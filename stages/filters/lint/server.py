@@ -1,6 +1,6 @@
 """Warm pylint fork server: every file is linted in a fresh child forked from one warm parent.
 
-Started as a plain script (``python [-S -s] lint_server.py SOCKET PYLIB CONFIG_JSON PYLINT_ARGS...``), never
+Started as a plain script (``python [-S -s] server.py SOCKET PYLIB CONFIG_JSON PYLINT_ARGS...``), never
 imported by the parent, so that its interpreter state is that of ``python -m pylint``: only the standard library
 and pylint are imported, and ``sys.path`` is the interpreter's (the script's folder is removed, as pylint's
 ``modify_sys_path`` does). Anything more (the project, pyarrow, ...) can change how astroid resolves imports and
@@ -230,7 +230,7 @@ def _main() -> None:
     args = sys.argv[4:]
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
-    if pylib:  # started without site-packages: pylint's own packages, nothing else (see lint.pylint_library)
+    if pylib:  # started without site-packages: pylint's own packages, nothing else (see isolation.pylint_library)
         sys.path.append(pylib)
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = io.StringIO()

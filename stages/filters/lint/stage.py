@@ -1,7 +1,7 @@
 """SwallowCode's pylint quality filter: pylint's score x (1 - comment ratio) >= 7.0.
 
-The score is defined in ``lint_score``; pylint runs in the fixed environment of ``lint_isolation``, in a child
-forked per file from a warm server (``lint_server.py``, reached through ``lint_client``), so a file's score is a
+The score is defined in ``score``; pylint runs in the fixed environment of ``isolation``, in a child
+forked per file from a warm server (``server.py``, reached through ``client``), so a file's score is a
 function of the file and the options alone (never of the files linted before it, the machine's packages or the
 caller's environment), and equal to what ``python -m pylint`` prints for it. No configuration is read from the
 disk. Raw score, penalty and final score are columns, so a new threshold needs no re-lint.
@@ -17,8 +17,8 @@ from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
-from stages.filters.lint_client import LintServer, PylintWorker
-from stages.filters.lint_score import SWALLOWCODE_DISABLE, comment_ratio, final_score, module_name, printed_score
+from stages.filters.lint.client import LintServer, PylintWorker
+from stages.filters.lint.score import SWALLOWCODE_DISABLE, comment_ratio, final_score, module_name, printed_score
 
 
 class LintFilter(Stage):

@@ -3,7 +3,7 @@
 pylint with ``--disable=E0401,C0114,C0301,C0103,C0116,C0411,R0903,W0511,C0412`` gives the score it prints (0-10,
 two decimals); it is multiplied by (1 - comment ratio), where the ratio is COMMENT tokens over all ``tokenize``
 tokens; a file that is all comments scores 0. The stage keeps a final score >= 7.0. How pylint is run (in which
-environment, by which process) is elsewhere: ``lint_isolation`` and ``lint_client``.
+environment, by which process) is elsewhere: ``isolation`` and ``client``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Three things around a pylint process change scores, and each is fixed here:
 
 * **Configuration and code on disk**: ``pyproject.toml``/``pylintrc`` in the working folder and its parents,
   ``$PYLINTRC``, ``~/.pylintrc``, ``PYTHONSTARTUP``, ``PYTHONPATH``. The process gets an explicit empty rcfile
-  (``lint_score.pylint_args``), a private ``HOME`` and none of those variables.
+  (``score.pylint_args``), a private ``HOME`` and none of those variables.
 * **Installed packages**: astroid builds and infers through every package a linted file imports, so the same
   file scores differently where vLLM pulled in torch and numpy. The ``stdlib`` environment starts the interpreter
   without site-packages and adds only pylint's own distributions (``pylint_library``).

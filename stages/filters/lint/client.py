@@ -1,6 +1,6 @@
 """The client side of the warm lint server: starting one (``LintServer``) and linting through one (``PylintWorker``).
 
-The server (``lint_server.py``, run as a plain script) forks one child per file from a warm parent, so a score
+The server (``server.py``, run as a plain script) forks one child per file from a warm parent, so a score
 is a function of the file and the options whatever ran before; see its docstring. One server per node serves
 every lint worker of that node; a worker that finds none (or sees it fail) starts one of its own. The process
 is supervised by ``pipeline.child`` (started again when killed while warming up, killed and reaped when done).
@@ -19,13 +19,13 @@ from pathlib import Path
 
 from pipeline.child import OUTSIDE, Deaths, alive, close_quietly, ready_line, start_child, stop_child
 from pipeline.errors import WorkerBroken
-from stages.filters.lint_isolation import interpreter, lint_env, private_dir, pylint_library
-from stages.filters.lint_score import pylint_args
+from stages.filters.lint.isolation import interpreter, lint_env, private_dir, pylint_library
+from stages.filters.lint.score import pylint_args
 
 #: The longest unix socket path we use (Linux allows 107 bytes; a deep TMPDIR exceeds it: bind() then fails).
 SOCKET_PATH_MAX = 100
 
-LINT_SERVER = str(Path(__file__).resolve().with_name("lint_server.py"))
+LINT_SERVER = str(Path(__file__).resolve().with_name("server.py"))
 
 #: Standard-library modules whose astroid trees the warm lint parent builds before the first file (each child
 #: starts with them built). Part of the configuration: a file's score does not depend on this list (they are
@@ -50,7 +50,7 @@ WARM_MODULES = [
 
 
 class LintServer:
-    """A running warm lint server (``lint_server.py``) and its private folder; whoever starts it owns it.
+    """A running warm lint server (``server.py``) and its private folder; whoever starts it owns it.
 
     The folder (mode 0700) holds an empty rcfile, the links of the ``stdlib`` environment, the socket and the
     files being linted; ``HOME`` points into it and no ``PYLINTRC``/``PYTHONPATH``/``PYTHONSTARTUP`` reaches the
