@@ -17,7 +17,7 @@ from pydantic import Field, PrivateAttr
 
 from pipeline.component import NotSetUp
 from pipeline.stage import Stage, Verdict
-from stages.filters.text_units import FORMULA
+from stages.text.units import FORMULA
 
 
 def model_problems(stage: str, model: str) -> list[str]:

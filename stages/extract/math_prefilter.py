@@ -31,7 +31,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.stage import Stage, Verdict
-from stages.filters.text_units import COMMANDS, tex_spans
+from stages.text.units import COMMANDS, tex_spans
 
 #: Markup of math renderers and formula images, searched in the lower-cased page.
 MARKUP = ("mathjax", "katex", "mwe-math", "math-container", "math/tex", "math/mml", "math/asciimath", "codecogs",

@@ -13,7 +13,7 @@ from typing import Any
 
 def count_formulas(text: str) -> int:
     """Delimited spans that read as TeX (a command or a sub/superscript, no code punctuation)."""
-    from stages.filters.text_units import tex_spans
+    from stages.text.units import tex_spans
 
     return tex_spans(text)
 

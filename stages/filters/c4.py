@@ -21,7 +21,7 @@ from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
 from pipeline.verdict import Verdict
-from stages.filters.text_units import formula_fullmatch, mask_math, sentences
+from stages.text.units import formula_fullmatch, mask_math, sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.gopher import duplicates
-from stages.filters.text_units import ends_with_terminal, formula_fullmatch, mask_math, words
 from stages.filters.word_counting import WordCountingFilter
+from stages.text.units import ends_with_terminal, formula_fullmatch, mask_math, words
 
 
 class FineWebFilter(WordCountingFilter):

@@ -3,7 +3,7 @@
 Both stages measure everything first (columns, on kept and rejected rows) and then apply the rules in the order
 datatrove applies them, so the first failing rule is the reason. Defaults are datatrove's (0.10). With
 ``math_aware``, word-level statistics are taken on the text with each formula replaced by one word (see
-``text_units``): Gopher's "80 % of words contain a letter" rejects most LaTeX pages otherwise.
+``stages.text.units``): Gopher's "80 % of words contain a letter" rejects most LaTeX pages otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.document_filter import NO_SPACE_LANGUAGES
-from stages.filters.text_units import is_symbol_word, mask_math, words
 from stages.filters.word_counting import WordCountingFilter
+from stages.text.units import is_symbol_word, mask_math, words
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 

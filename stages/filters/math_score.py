@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
 from pipeline.document_filter import DocumentFilter
-from stages.filters.text_units import COMMANDS, is_math_symbol, tex_spans
+from stages.text.units import COMMANDS, is_math_symbol, tex_spans
 
 
 def measure(text: str, markup: int | None) -> dict[str, Any]:

@@ -12,22 +12,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from pipeline.stage import Stage, Verdict
-
-
-def ruff_bin() -> str:
-    from ruff.__main__ import find_ruff_bin
-
-    return find_ruff_bin()
-
-
-def ruff_format(text: str, line_length: int = 88) -> tuple[str, str | None]:
-    """(formatted text, None), or (the text unchanged, ruff's error) where ruff cannot format it. Isolated: no
-    configuration file is read."""
-    proc = subprocess.run([ruff_bin(), "format", "--isolated", f"--line-length={line_length}",
-                           "--stdin-filename=snippet.py", "-"], input=text, capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0:
-        return proc.stdout, None
-    return text, proc.stderr.strip()[:500] or f"ruff exited {proc.returncode}"
+from stages.text.python_code import ruff_bin, ruff_format
 
 
 class RuffGate(Stage):

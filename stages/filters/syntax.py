@@ -7,31 +7,12 @@ The interpreter running the stage decides (its version is recorded in every shar
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from pipeline.stage import Stage, Verdict
-
-
-def syntax_check(source: str, path: str = "<code>") -> tuple[str | None, str | None]:
-    """(reason, detail) of ``compile(source, path, "exec")``; (None, None) when it compiles. Never executes."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning/DeprecationWarning are not rejections
-            compile(source, path, "exec", dont_inherit=True)
-        return None, None
-    except SyntaxError as exc:  # includes IndentationError, TabError
-        return f"syntax_error:{type(exc).__name__}", f"{exc.msg} (line {exc.lineno})"
-    except ValueError as exc:  # e.g. source code string cannot contain null bytes
-        return "syntax_error:ValueError", str(exc)
-    except RecursionError as exc:
-        return "syntax_error:RecursionError", str(exc)[:500]
-    except MemoryError as exc:
-        return "syntax_error:MemoryError", str(exc)[:500] or "parser ran out of memory (deeply nested input)"
-    except OverflowError as exc:
-        return "syntax_error:OverflowError", str(exc)[:500]
+from stages.text.python_code import syntax_check
 
 
 class SyntaxFilter(Stage):

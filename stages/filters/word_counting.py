@@ -1,5 +1,6 @@
 """The base of the filters that count spaCy's words (Gopher quality and repetition, FineWeb): each batch is measured
-within its shard's scope of ``text_units.words``, so chained filters tokenize a text once (see ``words_scope``)."""
+within its shard's scope of ``stages.text.units.words``, so chained filters tokenize a text once (see
+``words_scope``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pyarrow as pa
 
 from pipeline.document_filter import DocumentFilter
 from pipeline.verdict import Verdict
-from stages.filters.text_units import words_scope
+from stages.text.units import words_scope
 
 
 class WordCountingFilter(DocumentFilter):

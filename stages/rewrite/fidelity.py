@@ -53,7 +53,7 @@ _NAME_IN_MESSAGE = re.compile(r"`([^`]{1,200})`")
 def undefined_names(texts: list[str | None], timeout_s: float = 600) -> list[set[str] | None]:
     """For each text, the names ruff's F821/F822 find undefined (None for a text that is None). One ruff
     process for the batch, isolated (``--isolated``: no configuration file is read), no cache."""
-    from stages.filters.ruff import ruff_bin
+    from stages.text.python_code import ruff_bin
 
     out: list[set[str] | None] = [None if t is None else set() for t in texts]
     if not any(t is not None for t in texts):

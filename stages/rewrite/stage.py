@@ -25,11 +25,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.stage import Verdict
-from stages.filters.syntax import syntax_check
 from stages.rewrite import fidelity
 from stages.rewrite.checks import repeated_substring
 from stages.rewrite.llm import LlmStage, chat_token_ids, chat_token_ids_batch  # noqa: F401 - re-exported
 from stages.rewrite.prompts import extract, self_score
+from stages.text.python_code import syntax_check
 
 
 class Rewrite(LlmStage):

@@ -63,7 +63,7 @@ def test_code_strings_and_comments_equal_the_pattern():
 
 
 def test_formulas_equal_the_pattern():
-    from stages.filters.text_units import FORMULA, formula_fullmatch, formula_spans
+    from stages.text.units import FORMULA, formula_fullmatch, formula_spans
 
     for s in fuzz(["$", "$$", "\\(", "\\)", "\\[", "\\]", "a", "\n", "\\", " ", "x$y"], 40_000, 2):
         assert formula_spans(s) == [m.span() for m in FORMULA.finditer(s)], repr(s)
@@ -191,9 +191,9 @@ def _cases():
     from stages.decont.ngrams import code_streams, code_tokens
     from stages.extract.language_prefilter import declared, title
     from stages.extract.math import bbcode_math
-    from stages.filters.text_units import formula_spans, mask_math
     from stages.ingest.warc import meta_charset
     from stages.rewrite.prompts import extract, fenced_blocks, load_prompt
+    from stages.text.units import formula_spans, mask_math
 
     sgcr, math = load_prompt("code_sgcr").extract, load_prompt("math_rewrite").extract
     pii = _pii()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.fast
 
 
 def test_ruff_finds_nothing():
-    from stages.filters.ruff import ruff_bin
+    from stages.text.python_code import ruff_bin
 
     proc = subprocess.run([ruff_bin(), "check", "--no-cache", "pipeline", "stages", "tests", "benchmarks", "jobs"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

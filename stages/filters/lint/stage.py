@@ -96,7 +96,7 @@ class LintFilter(Stage):
         langs = table.column("language").to_pylist() if "language" in table.column_names else ["python"] * len(texts)
         skip = {"raw": None, "ratio": None, "final": None, "reason": None, "detail": None}
         if self.format_first:
-            from stages.filters.ruff import ruff_format
+            from stages.text.python_code import ruff_format
 
             texts = [ruff_format(t)[0] if t and lang == "python" else t for t, lang in zip(texts, langs)]
         rows = [self.lint_one(text or "") if lang == "python" else skip for text, lang in zip(texts, langs)]

@@ -27,7 +27,7 @@ from stages.filters.lint.client import PylintWorker
 from stages.filters.lint.isolation import cli_command, lint_env, pylint_library
 from stages.filters.lint.score import SWALLOWCODE_DISABLE, comment_ratio, module_name, pylint_args
 from stages.filters.lint.stage import LintFilter
-from stages.filters.syntax import syntax_check
+from stages.text.python_code import syntax_check
 from tests.conftest import ROOT
 from tests.helpers import compiles, table_of
 

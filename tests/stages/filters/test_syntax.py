@@ -11,7 +11,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.ledger import collect_stats, verify
 from pipeline.runner import run_pipeline
-from stages.filters.syntax import syntax_check
+from stages.text.python_code import syntax_check
 from tests.conftest import CORPUS
 from tests.helpers import compiles
 

@@ -139,7 +139,7 @@ def test_word_counting_loads_spacy_without_torch_and_counts_the_same():
     from tests.conftest import ROOT
 
     text = "Dr. Smith's cat (aged 3.5) didn't eat... Then: e-mail me at a@b.co! 100% sure? «Oui» — fin.\n\nNext."
-    ours = ("import sys, json; from stages.filters.text_units import nlp, words, sentences; nlp(); "
+    ours = ("import sys, json; from stages.text.units import nlp, words, sentences; nlp(); "
             "no_torch = 'torch' not in sys.modules; import torch; "
             f"print(json.dumps([no_torch, words({text!r}), sentences({text!r})]))")
     plain = ("import json, torch, spacy; p = spacy.blank('en'); p.add_pipe('sentencizer'); d = p(" + repr(text)
@@ -157,7 +157,7 @@ def test_chained_word_filters_tokenize_a_text_once_and_judge_the_same(tmp_path, 
     quality, Gopher repetition, FineWeb), outside it they are not; the verdicts and columns are those of filters
     that tokenize every text afresh; past the memo's budget texts are tokenized again."""
     from pipeline.task import ShardContext, StageContext
-    from stages.filters import text_units
+    from stages.text import units as text_units
 
     texts = [t for t in sample_texts() if 200 < len(t) < 20_000][:40]
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
