@@ -95,7 +95,7 @@ def main() -> None:
 
         import pyarrow.parquet as pq
 
-        from pipeline.shards import KEPT
+        from pipeline.store.shards import KEPT
 
         src = find_stage(Path(a.run), "text", a.tiers_of)
         n, grades = 0, Counter()

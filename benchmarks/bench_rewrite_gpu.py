@@ -212,9 +212,10 @@ def run_stage(a, model_dir: Path, docs: list[str]) -> dict:
     import pyarrow.parquet as pq
     import ray
 
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, list_stages, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats, list_stages
 
     work = Path(tempfile.mkdtemp(prefix="bench-rewrite-"))
     n = len(docs)

@@ -40,15 +40,15 @@ class NoHash:
 
 
 def run_once(cfg_raw: dict, out: Path, sealed: bool) -> tuple[float, float]:
-    from pipeline import shards
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store import shards
 
     shards.hashlib.sha256 = hashlib.sha256 if sealed else NoHash  # (the only hash the writers and seals use)
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    run_pipeline(load_config(None, raw=cfg_raw), out, progress=False, executor="inline", report=False)
+    run_pipeline(load_config(None, raw=cfg_raw), out, progress=False, executor="inline")
     run_s = time.perf_counter() - t0
     shards.hashlib.sha256 = hashlib.sha256
     t0 = time.perf_counter()

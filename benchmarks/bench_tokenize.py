@@ -152,9 +152,9 @@ def main() -> None:
     forkserver.ensure_running()  # before Ray starts its threads in this process
     import ray
 
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.store.ledger import collect_stats
 
     times: dict[str, list[float]] = {}
     tokens: dict[str, set[int]] = {}

@@ -54,9 +54,9 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
-    from pipeline.shards import KEPT, REJECTED
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.store.shards import KEPT, REJECTED
     from stages.dedup.minhash import MinhashDedup
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -71,8 +71,7 @@ def main() -> None:
                    "stages": [{"type": "minhash_dedup", "shingle": "code", "threshold": args.threshold,
                                "num_perm": 128, "verify_jaccard": verify}], "export": {"enabled": False}}
             t0 = time.perf_counter()
-            run_pipeline(load_config(None, raw=raw), Path(tmp) / "run", progress=False, executor="inline",
-                         report=False)
+            run_pipeline(load_config(None, raw=raw), Path(tmp) / "run", progress=False, executor="inline")
             wall = time.perf_counter() - t0
             sd = Path(tmp) / "run" / "stages" / "01-minhash_dedup"
             rows = [r for p in (KEPT, REJECTED) for f in sorted((sd / p).glob("*.parquet"))

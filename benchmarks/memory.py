@@ -102,7 +102,7 @@ def main() -> None:
             time.sleep(0.25)
         wall = time.time() - t0
         assert proc.returncode == 0, f"the run failed (exit code {proc.returncode})"
-        from pipeline.ledger import collect_stats
+        from pipeline.store.ledger import collect_stats
 
         stats = collect_stats(tmp / "run")
     shards = len(stats["stages"][0].get("shards", [])) if isinstance(stats["stages"][0].get("shards"), list) else None

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import plugins
-from pipeline.config import ConfigError, load_config
+from pipeline.run import plugins
+from pipeline.run.config import ConfigError, load_config
 
 EPILOG = """examples:
   swallow run configs/demo_code.yaml --output runs/demo
@@ -74,12 +74,12 @@ def add_component_options(parser: argparse.ArgumentParser, cls, prefix: str = ""
 
 def cmd_run(args) -> int:
     cfg = load_config(args.config, args.set)
-    from pipeline.ledger import format_stats
-    from pipeline.runner import run_pipeline
+    from pipeline.store.ledger import format_stats
+    from pipeline.view.report import run_with_report
 
     run_dir = args.output = args.output or str(Path("runs") / Path(args.config).stem)
-    summary = run_pipeline(cfg, run_dir, progress=not args.no_progress,
-                           export=False if args.no_export else None, executor=args.executor)
+    summary = run_with_report(cfg, run_dir, progress=not args.no_progress,
+                              export=False if args.no_export else None, executor=args.executor)
     print(format_stats(summary))
     _say_if_empty(summary.get("stages") or [])
     print(f"\nrun directory: {run_dir}   (check it: swallow verify {run_dir})")
@@ -107,10 +107,10 @@ def cmd_stage(args) -> int:
     if args.ray_cpus:
         raw["ray"] = {"num_cpus": args.ray_cpus}
     cfg = load_config(None, args.set, raw=raw)
-    from pipeline.ledger import format_stats
-    from pipeline.runner import run_pipeline
+    from pipeline.store.ledger import format_stats
+    from pipeline.view.report import run_with_report
 
-    print(format_stats(run_pipeline(cfg, args.output, progress=not args.no_progress, executor=args.executor)))
+    print(format_stats(run_with_report(cfg, args.output, progress=not args.no_progress, executor=args.executor)))
     return 0
 
 
@@ -118,8 +118,8 @@ def guess_source(inputs: list[str], source: str | None, kind: str | None) -> tup
     """(source type, kind, why) for a stage command's ``--input``: every registered source's ``sniff`` is asked in
     its ``sniff_order`` (a run's shards, WARC/WET files, records with a text field, then code) and the first that
     claims the input reads it; ``--source`` and ``--kind`` win."""
-    from pipeline import plugins
-    from pipeline.source import first_files
+    from pipeline.core.source import first_files
+    from pipeline.run import plugins
 
     files = first_files(inputs)
     if source:
@@ -137,11 +137,11 @@ def guess_source(inputs: list[str], source: str | None, kind: str | None) -> tup
 
 
 def cmd_verify(args) -> int:
-    from pipeline.ledger import verify
-    from pipeline.run_tree import leaves, root_of
+    from pipeline.run.verify import verify
+    from pipeline.store.run_tree import leaves, root_of
 
     if not (Path(args.run_dir) / "plan.json").exists():  # a folder of another kind (a mixture), if one claims it
-        from pipeline import plugins
+        from pipeline.run import plugins
 
         for check in plugins.folder_checks():
             problems = check(args.run_dir)
@@ -157,7 +157,7 @@ def cmd_verify(args) -> int:
             print(f"FAIL {p}", file=sys.stderr)
         print(f"verify: {len(problems)} problem(s) in {args.run_dir}", file=sys.stderr)
         return 1
-    from pipeline.ledger import collect_stats
+    from pipeline.store.ledger import collect_stats
 
     st = collect_stats(args.run_dir)["stages"]
     print(f"verify: OK: {len(st)} stages; every input id is kept or rejected exactly once "
@@ -171,13 +171,13 @@ def cmd_verify(args) -> int:
 def _say_if_empty(stages: list[dict]) -> None:
     """A run that kept nothing is said so, with where the rows went: never reported as just "OK"."""
     if stages and not stages[-1]["kept"]:
-        from pipeline.ledger import empty_summary
+        from pipeline.store.ledger import empty_summary
 
         print(f"EMPTY: {empty_summary(stages)}", file=sys.stderr)
 
 
 def cmd_stats(args) -> int:
-    from pipeline.ledger import collect_stats, format_stats
+    from pipeline.store.ledger import collect_stats, format_stats
 
     stats = collect_stats(args.run_dir)
     if args.json:
@@ -185,7 +185,7 @@ def cmd_stats(args) -> int:
     else:
         print(format_stats(stats))
     if args.plot:
-        from pipeline.plots import plot_funnel
+        from pipeline.draw.plots import plot_funnel
 
         plot_funnel(stats, args.plot)
         print(f"funnel plot: {args.plot}", file=sys.stderr)
@@ -193,7 +193,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pipeline.report import write_report
+    from pipeline.view.report import write_report
 
     if not (Path(args.run_dir) / "plan.json").exists():
         raise FileNotFoundError(f"{args.run_dir}: not a run directory (no plan.json)")
@@ -202,7 +202,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from pipeline.status import format_status, status, watch
+    from pipeline.view.status import format_status, status, watch
 
     if args.watch:
         watch(args.run_dir, args.every)
@@ -216,7 +216,7 @@ def cmd_export(args) -> int:
     raw = yaml.safe_load((Path(args.run_dir) / "run.yaml").read_text())
     cfg = load_config(None, args.set, raw=raw)
     out = cfg.export.write(Path(args.run_dir), cfg)
-    from pipeline.run_tree import write_root
+    from pipeline.store.run_tree import write_root
 
     print(f"dataset written to {out}")
     print(f"root: {write_root(Path(args.run_dir))}")
@@ -251,7 +251,8 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
     r.add_argument("--no-export", action="store_true", help="skip writing RUN/dataset after the stages")
     r.add_argument("--executor", choices=["auto", "ray", "inline"], default="auto",
                    help="where the work runs: auto chooses inline for a small local run (Ray's start would cost "
-                   "more than the work; pipeline/executor/choose.py) and ray otherwise; ray: an embedded local Ray, "
+                   "more than the work; pipeline/run/executor/choose.py) and ray otherwise; ray: an embedded local "
+                   "Ray, "
                    "or the cluster of RAY_ADDRESS; inline: this process, one task at a time, no retries (the same "
                    "verdicts, one core; for a debugger)")
     r.set_defaults(func=cmd_run)
@@ -292,7 +293,7 @@ def build_parser(docs: bool = True, stage_commands: bool = True) -> argparse.Arg
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override export.* keys")
     ex.set_defaults(func=cmd_export)
 
-    from pipeline.compare import add_command as add_compare
+    from pipeline.view.compare import add_command as add_compare
 
     add_compare(sub)
 
@@ -329,7 +330,7 @@ def _where_stopped(run_dir: str | None) -> str:
     if not run_dir or not (Path(run_dir) / "plan.json").exists():
         return "nothing was finished"
     try:
-        from pipeline.status import status, under_way
+        from pipeline.view.status import status, under_way
 
         st = status(run_dir)
     except Exception:  # noqa: BLE001 - the line must come whatever the folder holds
@@ -342,10 +343,10 @@ def _where_stopped(run_dir: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.errors import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
-    from pipeline.lock import LockError
-    from pipeline.plugins import PluginError
-    from pipeline.shards import TamperedError
+    from pipeline.core.errors import STORAGE_ERRNOS, STORAGE_TEXTS, ResourceError, SetupError, StorageError
+    from pipeline.run.plugins import PluginError
+    from pipeline.store.lock import LockError
+    from pipeline.store.shards import TamperedError
 
     words = sys.argv[1:] if argv is None else argv
     command = next((w for w in words if not w.startswith("-")), None)

@@ -48,7 +48,7 @@ def ray_session():
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_worker_niceness", "0")  # as `swallow run` does: not 15 below the other tests
-        from pipeline.executor.ray import start_embedded  # what `swallow run` does when Ray is slow to start
+        from pipeline.run.executor.ray import start_embedded  # what `swallow run` does when Ray is slow to start
 
         start_embedded(ray, dict(num_cpus=2, object_store_memory=300_000_000, include_dashboard=False,
                                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, configure_logging=False))

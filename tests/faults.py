@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-from pipeline.shards import KEPT, REJECTED
+from pipeline.store.shards import KEPT, REJECTED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def role_of(proc: psutil.Process, driver: int) -> str | None:
         except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
             return None
         return "lint child" if "lint/server.py" in parent else "lint server"
-    if "pipeline.sandbox" in line:
+    if "pipeline.proc.sandbox" in line:
         return "extract sandbox"
     if "EngineCore" in name or "EngineCore" in line:
         return "vllm engine core"
@@ -177,7 +177,7 @@ def digest(text) -> str:
 def outcome(run_dir: Path) -> dict:
     """Per stage: every kept row as (id, content hash) and every rejected row as (id, reason); plus the content
     hash of every other output file (Megatron .bin/.idx). What a rerun must equal a clean run on."""
-    from pipeline.shards import is_temporary
+    from pipeline.store.shards import is_temporary
 
     # a finished run leaves no half-written file behind, however many of its writers were killed
     result: dict = {"temporary files": sorted(str(p.relative_to(run_dir)) for p in Path(run_dir).rglob("*")

@@ -10,8 +10,8 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.shards import KEPT
-from pipeline.stage import Stage, Verdict
+from pipeline.core.stage import Stage, Verdict
+from pipeline.store.shards import KEPT
 
 
 def compiles(src: str) -> bool:
@@ -266,7 +266,7 @@ class Hangs(Stage):
     def process(self, table, ctx=None):
         import re
 
-        from pipeline.stage import Verdict
+        from pipeline.core.stage import Verdict
 
         for text in table.column("text").to_pylist():
             if text and "HANG" in text:

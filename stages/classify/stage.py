@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp, missing_path
-from pipeline.shards import file_seal
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp, missing_path
+from pipeline.core.stage import Stage, Verdict
+from pipeline.store.shards import file_seal
 from stages.classify.model import grade_texts, label_name, read_meta
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.errors import ConfigError
-from pipeline.shards import KEPT, REJECTED, TamperedError
+from pipeline.core.errors import ConfigError
+from pipeline.store.shards import KEPT, REJECTED, TamperedError
 from stages.classify.model import LABEL, MAX_CHARS, grade_texts, label_name, normalise
 from stages.filters.sample import sample_keys
 
@@ -36,7 +36,7 @@ DEFAULTS = {"epoch": 25, "lr": 0.5, "dim": 64, "word_ngrams": 2, "min_count": 2,
 
 def find_stage(run_dir: Path, target: str, stage: str | None):
     """The stage folder to read: ``stage`` by name, else the last stage whose shards carry ``target``."""
-    from pipeline.ledger import list_stages
+    from pipeline.store.ledger import list_stages
 
     stages = list_stages(run_dir)
     if not stages:

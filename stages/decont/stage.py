@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
 from stages.decont.benchmarks import BenchmarkSet
 from stages.decont.ngrams import code_streams, ngram_keys, ngrams, tokens
 

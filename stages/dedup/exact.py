@@ -16,8 +16,8 @@ from typing import ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.shards import StageDir
-from pipeline.stage import Verdict
+from pipeline.core.stage import Verdict
+from pipeline.store.shards import StageDir
 from stages.dedup.survivors import DedupStage, choose_survivors, verify_duplicates
 
 WS = re.compile(r"\s+")

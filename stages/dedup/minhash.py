@@ -1,6 +1,6 @@
 """MinHash near-deduplication on any Ray cluster, on CPUs, with memory bounded by configuration.
 
-Four phases, each a set of resumable tasks (``pipeline.global_stage``):
+Four phases, each a set of resumable tasks (``pipeline.core.global_stage``):
 
 1. **scan**, per shard: shingle each row (word n-grams of the lowercased text, ASCII punctuation separating words,
    or, for code, n-grams of identifier/number/symbol tokens), compute its MinHash signature (bit-identical
@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.global_stage import Step, StepInputs
-from pipeline.shards import StageDir
-from pipeline.stage import Verdict
+from pipeline.core.global_stage import Step, StepInputs
+from pipeline.core.stage import Verdict
+from pipeline.store.shards import StageDir
 from stages.dedup.minhash_kernels import CHARS, CODE, WORDS, band_hashes, datasketch_permutations, shingles, signatures
 from stages.dedup.survivors import DedupStage, choose_survivors, verify_duplicates
 

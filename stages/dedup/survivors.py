@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import model_validator
 
-from pipeline.global_stage import GlobalStage
-from pipeline.shards import KEPT, REJECTED, StageDir
+from pipeline.core.global_stage import GlobalStage
+from pipeline.store.shards import KEPT, REJECTED, StageDir
 
 
 class DedupStage(GlobalStage):

@@ -8,7 +8,7 @@ sometimes keeps a question and drops the answers of a Q&A page, or one post of a
 baseline is computed too and the one that keeps clearly more formulas wins (≥ 1.25× and ≥ 3 more); other pages
 get trafilatura's own selection, at no extra cost.
 
-Extraction runs (``page.py``) in a replaceable child process (``pipeline.sandbox``) with a time limit per page: a
+Extraction runs (``page.py``) in a replaceable child process (``pipeline.proc.sandbox``) with a time limit per page: a
 page that
 hangs the parser is rejected as ``extract_timeout`` (one that crashes it, ``extract_error``) and the stage goes
 on with a fresh child. Columns: ``text`` (the extraction), ``math_formulas`` (formulas marked in the page),
@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
 
 
 class Extract(Stage):
@@ -81,7 +81,7 @@ class Extract(Stage):
         return problems
 
     def setup(self) -> None:
-        from pipeline.sandbox import Sandbox
+        from pipeline.proc.sandbox import Sandbox
 
         options = {"extractor": self.extractor, "math": self.math, "math_fallback": self.math_fallback,
                    "output_format": self.output_format, "include_comments": self.include_comments,

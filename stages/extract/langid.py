@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
 from stages.text.units import FORMULA
 
 
 def model_problems(stage: str, model: str) -> list[str]:
     """Preflight: the fastText model path is a file (one line naming the key otherwise)."""
-    from pipeline.component import missing_path
+    from pipeline.core.component import missing_path
 
     if os.path.isfile(os.path.expanduser(model)):
         return []

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
 from stages.extract.head_tags import declared_language, title_text
 from stages.extract.langid import load_model, model_problems, top_language
 

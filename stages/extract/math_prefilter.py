@@ -30,7 +30,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Stage, Verdict
+from pipeline.core.stage import Stage, Verdict
 from stages.text.units import COMMANDS, tex_spans
 
 #: Markup of math renderers and formula images, searched in the lower-cased page.

@@ -1,4 +1,4 @@
-"""One page's extraction, as the extraction child runs it (``pipeline.sandbox``): HTML -> main text with its math.
+"""One page's extraction, as the extraction child runs it (``pipeline.proc.sandbox``): HTML -> main text with its math.
 
 Kept apart from the stage (``html.py``) so the child imports what extraction needs and nothing else: trafilatura
 and lxml (38 MB), not pyarrow and pydantic (the child was 96 MB before any page, and each worker starts one).

@@ -19,8 +19,8 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
-from pipeline.verdict import Verdict
+from pipeline.core.document_filter import NO_SPACE_LANGUAGES, DocumentFilter
+from pipeline.core.verdict import Verdict
 from stages.text.units import formula_fullmatch, mask_math, sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import NO_SPACE_LANGUAGES
+from pipeline.core.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.gopher import duplicates
 from stages.filters.word_counting import WordCountingFilter
 from stages.text.units import ends_with_terminal, formula_fullmatch, mask_math, words

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.document_filter import NO_SPACE_LANGUAGES
+from pipeline.core.document_filter import NO_SPACE_LANGUAGES
 from stages.filters.word_counting import WordCountingFilter
 from stages.text.units import is_symbol_word, mask_math, words
 

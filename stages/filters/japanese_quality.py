@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.core.document_filter import DocumentFilter
 from stages.filters.gopher import duplicates
 
 SENTENCE = re.compile(r"[^。．！？!?]+[。．！？!?]?")

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.core.document_filter import DocumentFilter
 
 
 class LengthFilter(DocumentFilter):

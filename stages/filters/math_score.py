@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.core.document_filter import DocumentFilter
 from stages.text.units import COMMANDS, is_math_symbol, tex_spans
 
 

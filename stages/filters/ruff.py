@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import Stage, Verdict
+from pipeline.core.stage import Stage, Verdict
 from stages.text.python_code import ruff_bin, ruff_format
 
 

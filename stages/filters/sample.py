@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.global_stage import GlobalStage, Step
-from pipeline.stage import Verdict
+from pipeline.core.global_stage import GlobalStage, Step
+from pipeline.core.stage import Verdict
 
 _SCALE = float(1 << 64)
 

@@ -6,7 +6,7 @@ import io
 import tokenize
 from typing import ClassVar
 
-from pipeline.document_filter import DocumentFilter
+from pipeline.core.document_filter import DocumentFilter
 
 SCRIPT_RANGES = {
     "ascii": [(0x00, 0x7F)],

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import Stage, Verdict
+from pipeline.core.stage import Stage, Verdict
 from stages.text.python_code import syntax_check
 
 

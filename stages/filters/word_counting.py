@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.document_filter import DocumentFilter
-from pipeline.verdict import Verdict
+from pipeline.core.document_filter import DocumentFilter
+from pipeline.core.verdict import Verdict
 from stages.text.units import words_scope
 
 

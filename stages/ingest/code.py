@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from pipeline.records import clean_row, make_id
-from pipeline.source import Source, iter_jsonl, pack_by_bytes
+from pipeline.core.records import clean_row, make_id
+from pipeline.core.source import Source, iter_jsonl, pack_by_bytes
 
 EXT_LANGUAGE = {".py": "python", ".pyw": "python", ".pyi": "python", ".ipynb": "jupyter", ".js": "javascript",
                 ".ts": "typescript", ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",

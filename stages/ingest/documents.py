@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from pipeline.records import clean_row, make_id
-from pipeline.source import Source, iter_jsonl
+from pipeline.core.records import clean_row, make_id
+from pipeline.core.source import Source, iter_jsonl
 
 ROW_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_file", pa.string()),
                         ("source_offset", pa.int64()), ("url", pa.string()), ("license", pa.string()),

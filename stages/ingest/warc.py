@@ -30,9 +30,9 @@ from typing import Any, ClassVar, Iterator
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.errors import ConfigError
-from pipeline.records import clean_row, make_id
-from pipeline.source import Counters, Source
+from pipeline.core.errors import ConfigError
+from pipeline.core.records import clean_row, make_id
+from pipeline.core.source import Counters, Source
 from stages.ingest.http_body import TooLarge, decode_content, parse_http
 from stages.ingest.warc_reader import Junk, Record, iter_records
 

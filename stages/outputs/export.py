@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import Field
 
-from pipeline.ledger import collect_stats, empty_summary, list_stages
-from pipeline.output import Output
-from pipeline.records import BASE_FIELDS, KIND_FIELDS
-from pipeline.shards import KEPT, write_atomic_bytes
+from pipeline.core.output import Output
+from pipeline.core.records import BASE_FIELDS, KIND_FIELDS
+from pipeline.store.ledger import collect_stats, empty_summary, list_stages
+from pipeline.store.shards import KEPT, write_atomic_bytes
 
 
 class DatasetOutput(Output):
@@ -50,7 +50,7 @@ class DatasetOutput(Output):
             return []
         import yaml as _yaml
 
-        from pipeline.config import load_config
+        from pipeline.run.config import load_config
 
         cfg = load_config(None, raw=_yaml.safe_load((run_dir / "run.yaml").read_text()))
         text = card.read_text(encoding="utf-8", errors="replace")
@@ -126,7 +126,7 @@ def export_dataset(run_dir: str | Path, cfg, out: "DatasetOutput") -> Path:
     if (run_dir / "megatron-data-path.txt").exists():
         shutil.copy2(run_dir / "megatron-data-path.txt", out_root / "megatron-data-path.txt")
     try:
-        from pipeline.plots import plot_funnel
+        from pipeline.draw.plots import plot_funnel
 
         plot_funnel(stats, str(out_root / "funnel.png"))
     except ImportError:

@@ -52,8 +52,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.errors import ConfigError
-from pipeline.shards import KEPT, check_seal, file_seal, write_atomic_bytes, write_json
+from pipeline.core.errors import ConfigError
+from pipeline.store.shards import KEPT, check_seal, file_seal, write_atomic_bytes, write_json
 
 MIXTURE_FILE = "mixture.json"
 #: FineWeb-2's rehydration weights: (smallest cluster size, largest or None, copies; "size": the cluster's size).
@@ -111,7 +111,7 @@ class MixConfig(BaseModel):
 
 def load_mix(path: str | Path, overrides: list[str] | None = None) -> MixConfig:
     """The mixture file, validated; ConfigError naming the file and the key."""
-    from pipeline.config import _errors, apply_override, safe_yaml
+    from pipeline.run.config import _errors, apply_override, safe_yaml
 
     where = str(path)
     try:
@@ -146,8 +146,9 @@ class Source:
     """One finished run, read through its seals: its final kept rows' ids, tokens and cluster sizes by shard."""
 
     def __init__(self, name: str, spec: MixSource, bands: list[Band]):
-        from pipeline.ledger import list_stages, verify
-        from pipeline.run_tree import leaves, root_of
+        from pipeline.run.verify import verify
+        from pipeline.store.ledger import list_stages
+        from pipeline.store.run_tree import leaves, root_of
 
         self.name, self.spec, self.dir = name, spec, Path(spec.run)
         where = f"source {name} ({self.dir})"
@@ -471,7 +472,7 @@ def render_card(rec: dict[str, Any]) -> str:
 
 def _plot(rec: dict[str, Any], path: Path) -> None:
     try:
-        from pipeline.plots import pyplot
+        from pipeline.draw.plots import pyplot
 
         plt = pyplot()
     except ImportError:
@@ -560,8 +561,8 @@ def verify_folder(folder: str | Path) -> list[str] | None:
 
 
 def _check_source(n: str, p: dict, d: pa.Table) -> list[str]:
-    from pipeline.ledger import list_stages
-    from pipeline.run_tree import leaves, root_of
+    from pipeline.store.ledger import list_stages
+    from pipeline.store.run_tree import leaves, root_of
 
     run = Path(p["run"])
     if root_of(leaves(run)) != p["root"]:

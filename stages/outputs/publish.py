@@ -113,7 +113,7 @@ def publish(run_dir: str | Path, repo_id: str, *, megatron: bool = False, privat
             backoff_base_s: float = 1.0) -> dict:
     """Upload the run's dataset to ``repo_id`` (a dataset repo); return what was (or would be) uploaded. A run that
     does not verify (a file changed after it was written, a ledger that does not add up) is never published."""
-    from pipeline.ledger import verify
+    from pipeline.run.verify import verify
 
     problems = verify(run_dir)
     if problems:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.stage import Stage, Verdict
+from pipeline.core.stage import Stage, Verdict
 from stages.pii.addresses import email_spans, ipv4_spans, ipv6_spans
 
 #: detect-secrets' plugins left out by default: they flag long random-looking strings (hashes, test vectors, base64
@@ -158,7 +158,7 @@ class Pii(Stage):
                 spans += [(a, b, "ipv6") for a, b in ipv6_spans(text, self.public_ips_only)]
         if self.secrets:
             if self._plugins is None:
-                from pipeline.component import NotSetUp
+                from pipeline.core.component import NotSetUp
 
                 raise NotSetUp("pii: scan() before setup() (the secret detectors are made there)")
             spans += self.secret_spans(text)

@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from pipeline.stage import WorkerBroken
+from pipeline.core.stage import WorkerBroken
 
 
 class EngineDead(WorkerBroken):

@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.errors import SetupError
-from pipeline.stage import Stage
+from pipeline.core.component import NotSetUp
+from pipeline.core.errors import SetupError
+from pipeline.core.stage import Stage
 from stages.rewrite.engine import EngineLoop
 from stages.rewrite.prompts import load_prompt
 
@@ -205,7 +205,7 @@ class LlmStage(Stage):
             object.__setattr__(self, "num_gpus", float(self.tensor_parallel_size))
 
     def preflight(self) -> list[str]:
-        from pipeline.component import missing_path
+        from pipeline.core.component import missing_path
 
         problems = super().preflight()
         if problems:

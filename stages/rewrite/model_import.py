@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.shards import file_seal
+from pipeline.store.shards import file_seal
 from stages.rewrite.gguf_header import BadGguf, check_gguf_header
 
 #: Architectures read and run here (SmolLM2: llama; Qwen2.5-Coder: qwen2).

@@ -83,7 +83,7 @@ def load_prompt(ref: str) -> Prompt:
     if path.stat().st_size > MAX_PROMPT_BYTES:  # every row renders it: a huge one costs each row time and memory
         raise ValueError(f"{path}: {path.stat().st_size:,} bytes; a prompt file is at most {MAX_PROMPT_BYTES:,}")
     data = path.read_bytes()
-    from pipeline.config import safe_yaml
+    from pipeline.run.config import safe_yaml
 
     try:
         return Prompt(**(safe_yaml(data, str(path)) or {}), sha256=hashlib.sha256(data).hexdigest())

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Verdict
+from pipeline.core.stage import Verdict
 from stages.rewrite.llm import LlmStage
 
 

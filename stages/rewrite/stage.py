@@ -24,7 +24,7 @@ from typing import ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stage import Verdict
+from pipeline.core.stage import Verdict
 from stages.rewrite import fidelity
 from stages.rewrite.checks import repeated_substring
 from stages.rewrite.llm import LlmStage, chat_token_ids, chat_token_ids_batch  # noqa: F401 - re-exported

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shards import atomic_path, write_atomic_bytes
+from pipeline.store.shards import atomic_path, write_atomic_bytes
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {np.uint8: 1, np.int8: 2, np.int16: 3, np.int32: 4, np.int64: 5, np.float64: 6, np.float32: 7,

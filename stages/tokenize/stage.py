@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.shards import StageDir, write_atomic_bytes
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
+from pipeline.store.shards import StageDir, write_atomic_bytes
 from stages.tokenize.megatron import verify_megatron, write_megatron
 
 
@@ -80,7 +80,7 @@ class Tokenize(Stage):
     _eod: int | None = PrivateAttr(None)
 
     def preflight(self) -> list[str]:
-        from pipeline.component import missing_path
+        from pipeline.core.component import missing_path
 
         return super().preflight() + missing_path(self.name, "tokenizer", self.tokenizer, "tokenizer file or folder")
 

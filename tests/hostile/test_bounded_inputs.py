@@ -22,9 +22,9 @@ pytestmark = pytest.mark.fast
 
 
 def run(tmp_path, raw: dict, name: str = "run"):
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     out = tmp_path / name
     run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")

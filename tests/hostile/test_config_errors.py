@@ -49,7 +49,7 @@ def test_a_bad_where_is_one_line_before_the_stage_reads_a_row(tmp_path, capsys, 
 
 def test_partitions_are_bounded_by_the_rows(tmp_path, caplog):
     from pipeline.cli import main
-    from pipeline.ledger import verify
+    from pipeline.run.verify import verify
 
     cfg = config(tmp_path, {"type": "exact_dedup", "partitions": 100_000})
     out = tmp_path / "run"
@@ -71,8 +71,8 @@ def test_partitions_are_bounded_by_the_rows(tmp_path, caplog):
 def test_a_stage_reading_a_column_nothing_makes_is_a_config_error(tmp_path, stages, says):
     """Declared columns: what a stage reads (its ``column``, its ``where:``) must be made by the source or an
     earlier stage; the config fails to load, naming the stage's key and the columns that are there."""
-    from pipeline.config import load_config
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
+    from pipeline.run.config import load_config
 
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(tmp_path)]}, "stages": stages}
     with pytest.raises(ConfigError) as info:
@@ -81,7 +81,7 @@ def test_a_stage_reading_a_column_nothing_makes_is_a_config_error(tmp_path, stag
 
 
 def test_columns_made_by_an_earlier_stage_or_unknown_are_not_errors(tmp_path):
-    from pipeline.config import load_config
+    from pipeline.run.config import load_config
 
     made = [{"type": "lint_filter"}, {"type": "syntax_filter", "where": "lint_score > 7"},
             {"type": "ruff_format"}, {"type": "length_filter", "column": "text_unformatted"}]
@@ -92,8 +92,8 @@ def test_columns_made_by_an_earlier_stage_or_unknown_are_not_errors(tmp_path):
 
 
 def test_a_stage_returning_a_column_it_does_not_declare_fails_loudly():
-    from pipeline.execute import safe_process
-    from pipeline.verdict import Verdict
+    from pipeline.core.verdict import Verdict
+    from pipeline.phases.apply import safe_process
     from stages.filters.syntax import SyntaxFilter
 
     class Sneaky(SyntaxFilter):
@@ -107,7 +107,7 @@ def test_a_stage_returning_a_column_it_does_not_declare_fails_loudly():
 # ------------------------------------------------------------------ bounds on every input (issue 42 items 3 and 6)
 def test_yaml_alias_bombs_are_refused(tmp_path):
     """A few hundred bytes of nested aliases (9^20 leaves when walked): refused while reading, in bounded time."""
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 9) + "]\n" for i in range(20))
@@ -122,7 +122,7 @@ def test_yaml_alias_bombs_are_refused(tmp_path):
                                        ("stages.length_filter.num_cpus", "-1"),
                                        ("stages.length_filter.batch_size", "0")])
 def test_numbers_out_of_range_are_config_errors(tmp_path, key, value):
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]},
            "stages": [{"type": "length_filter"}], "export": {"enabled": False}}
@@ -131,7 +131,7 @@ def test_numbers_out_of_range_are_config_errors(tmp_path, key, value):
 
 
 def test_a_where_with_a_huge_number_is_refused_at_load():
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]},
            "stages": [{"type": "length_filter", "where": "lint_score > 12345678901234567890123456"}],

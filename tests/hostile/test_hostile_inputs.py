@@ -13,16 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError, load_config
-from pipeline.ledger import verify
-from pipeline.runner import run_pipeline
+from pipeline.run.config import ConfigError, load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
 
 pytestmark = pytest.mark.fast
 
 
 def run(raw: dict, out) -> None:
     raw = {"export": {"license": "mit"}, **raw}
-    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline", report=False)
+    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")
 
 
 def rows(out, stage="00-ingest") -> list[dict]:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.shared_data

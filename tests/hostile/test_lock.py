@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline.lock import LockError, RunLock
+from pipeline.store.lock import LockError, RunLock
 
 pytestmark = pytest.mark.fast
 

@@ -30,7 +30,7 @@ LAZY = ["vllm", "torch", "transformers", "trafilatura", "fasttext", "lxml", "tok
 
 PROBE = """
 import importlib, json, sys
-from pipeline import plugins
+from pipeline.run import plugins
 for role in ("source", "stage", "output"):
     plugins.load_all(role)
 for m in json.loads(sys.argv[1]):

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import verify
-from pipeline.runner import run_pipeline
+from pipeline.run.config import load_config
+from pipeline.run.verify import verify
+from pipeline.view.report import run_with_report
 
 pytestmark = pytest.mark.fast
 
@@ -49,17 +49,17 @@ def test_dollar_signs_in_names_are_plain_text_and_a_failing_report_is_one_line(t
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)], "keep_columns": ["cost $x^{", "$$"]},
            "stages": [{"type": "length_filter", "min_chars": 7}], "export": {"license": "mit"}}
     out = tmp_path / "run"
-    summary = run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")
+    summary = run_with_report(load_config(None, raw=raw), out, progress=False, executor="inline")
     assert verify(out) == [] and "report_error" not in summary
     html = (out / "report.html").read_text()
     assert "cost $x^{" in html and "$$" in html  # drawn as they are
 
-    import pipeline.report
+    import pipeline.view.report
 
     def broken(*a, **k):
         raise RuntimeError("the plotting library broke")
 
-    monkeypatch.setattr(pipeline.report, "write_report", broken)
+    monkeypatch.setattr(pipeline.view.report, "write_report", broken)
     import yaml
 
     cfg = tmp_path / "c.yaml"

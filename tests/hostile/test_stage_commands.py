@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.conftest import WARC
 
 SWALLOW = str(Path(sys.executable).with_name("swallow"))

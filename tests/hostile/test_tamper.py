@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, format_stats, verify
-from pipeline.runner import run_pipeline
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats, format_stats
 from tests.conftest import SHARED
 
 pytestmark = [pytest.mark.fast]
@@ -104,7 +105,7 @@ def test_same_size_overwrite_of_a_megatron_bin_is_found(run):
 
 @pytest.mark.parametrize("key", ["bytes_kept", "wall_s", "kept"])
 def test_edited_stats_are_found_and_left_out_of_every_figure(run, key):
-    from pipeline.report import build
+    from pipeline.view.report import build
 
     stats_file = sorted((stage(run, "syntax_filter") / "stats").glob("*.json"))[0]
     text = stats_file.read_text()
@@ -161,7 +162,7 @@ def test_publish_refuses_a_run_that_does_not_verify(run, capsys):
 def reseal(marker_path, rel_key, path):
     """Rewrite a marker so that its seal of ``rel_key`` matches the file as it is now (what an editor who knows the
     format would do)."""
-    from pipeline.shards import file_seal
+    from pipeline.store.shards import file_seal
 
     marker = json.loads(marker_path.read_text())
     marker["files"][rel_key] = file_seal(path)
@@ -169,7 +170,7 @@ def reseal(marker_path, rel_key, path):
 
 
 def test_an_edit_with_a_resealed_marker_changes_the_root(run):
-    from pipeline.run_tree import check_root
+    from pipeline.store.run_tree import check_root
 
     root_before = json.loads((run / "root.json").read_text())["root"]
     sd = sorted((run / "stages").iterdir())[1]
@@ -198,7 +199,7 @@ def test_a_dataset_edit_with_a_resealed_manifest_changes_the_root(run):
 
 
 def test_a_copy_checks_against_a_root_held_elsewhere(run, tmp_path):
-    from pipeline.run_tree import check_root
+    from pipeline.store.run_tree import check_root
 
     root = json.loads((run / "root.json").read_text())["root"]
     copy = tmp_path / "copy"
@@ -234,7 +235,7 @@ def test_an_unsealed_extra_shard_file_is_flagged(run):
 
 
 def test_a_plan_key_that_leaves_the_run_is_refused(run, tmp_path):
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     plan = json.loads((run / "plan.json").read_text())
     key = next(iter(plan))

@@ -1,5 +1,6 @@
-"""Chains of row-wise stages (``pipeline/fusion.py``): which stages chain, the same files as unchained runs, resume at
-the first unfinished stage of a shard, and a shard that kills its workers rejected at the stage it killed them in.
+"""Chains of row-wise stages (``pipeline/phases/chain.py``): which stages chain, the same files as unchained runs,
+resume at the first unfinished stage of a shard, and a shard that kills its workers rejected at the stage it killed
+them in.
 
 The first three run inline on small synthetic files (fast tier); the last on the test session's Ray."""
 
@@ -12,11 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.fusion import Chain, ChainPhase, chainable, chains
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import contexts, run_pipeline
-from pipeline.task import Task
+from pipeline.core.task import Task
+from pipeline.phases.chain import Chain, ChainPhase, chainable, chains
+from pipeline.run.config import load_config
+from pipeline.run.runner import contexts, run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
 
 #: Code files of every fate the stages below give: kept, too short, a syntax error, raising in a stage.
 TEXTS = ([f"def f{i}(x):\n    return x * {i}\n" for i in range(30)] + ["x = 1\n"] * 3
@@ -57,9 +59,8 @@ def test_a_chain_writes_what_the_stages_write_alone(tmp_path):
     """Every kept/rejected file of every stage equal, row for row and column for column, with and without chains;
     the same stats; verify passes on both."""
     chained, alone = tmp_path / "chained", tmp_path / "alone"
-    run_pipeline(config(tmp_path, STAGES), chained, progress=False, executor="inline", report=False)
-    run_pipeline(config(tmp_path, STAGES, chain_stages=False), alone, progress=False, executor="inline",
-                 report=False)
+    run_pipeline(config(tmp_path, STAGES), chained, progress=False, executor="inline")
+    run_pipeline(config(tmp_path, STAGES, chain_stages=False), alone, progress=False, executor="inline")
     assert verify(chained) == [] and verify(alone) == []
     a, b = files_of(chained), files_of(alone)
     assert len(a) > 6 and a.keys() == b.keys()
@@ -76,12 +77,12 @@ def test_a_chain_writes_what_the_stages_write_alone(tmp_path):
 def test_a_rerun_resumes_a_shard_at_its_first_unfinished_stage(tmp_path):
     run = tmp_path / "run"
     cfg = config(tmp_path, STAGES)
-    run_pipeline(cfg, run, progress=False, executor="inline", report=False)
+    run_pipeline(cfg, run, progress=False, executor="inline")
     before = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*") if p.is_file()}
     shard = sorted((run / "stages" / "02-syntax_filter" / "done").glob("*.json"))[1].stem
     for part in ("done", "kept", "rejected", "stats"):  # the middle stage of one shard lost (a crash mid-chain)
         next((run / "stages" / "02-syntax_filter" / part).glob(f"{shard}.*")).unlink()
-    run_pipeline(cfg, run, progress=False, executor="inline", report=False)
+    run_pipeline(cfg, run, progress=False, executor="inline")
     assert verify(run) == []
     after = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*") if p.is_file()}
     changed = sorted(str(p.relative_to(run)) for p in after if before.get(p) != after[p])
@@ -97,7 +98,7 @@ def test_a_dead_worker_is_counted_against_the_retries_of_the_stage_it_died_in(tm
     run = tmp_path / "run"
     cfg = config(tmp_path, [{"type": "length_filter", "min_chars": 10, "max_retries": 5},
                             {"type": "syntax_filter", "max_retries": 7}])
-    run_pipeline(cfg, run, progress=False, executor="inline", report=False)
+    run_pipeline(cfg, run, progress=False, executor="inline")
     (group,) = chains(list(zip(cfg.components(), contexts(run, cfg))))
     chain, phase = Chain([c for c, _ in group]), ChainPhase([c for _, c in group])
     shard = sorted((run / "stages" / "02-syntax_filter" / "done").glob("*.json"))[0].stem
@@ -130,8 +131,8 @@ def test_a_shard_that_kills_its_workers_is_rejected_at_that_stage(tmp_path, ray_
 
 @pytest.mark.fast
 def test_a_failing_setup_in_a_chain_names_its_stage(tmp_path):
-    from pipeline.errors import SetupError
+    from pipeline.core.errors import SetupError
 
     cfg = config(tmp_path, [{"type": "length_filter"}, {"type": "test_bad_setup"}])
     with pytest.raises(SetupError, match=r"stage 'test_bad_setup': setup\(\) failed.*FileNotFoundError.*nonexistent"):
-        run_pipeline(cfg, tmp_path / "run", progress=False, executor="inline", report=False)
+        run_pipeline(cfg, tmp_path / "run", progress=False, executor="inline")

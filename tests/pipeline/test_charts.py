@@ -1,4 +1,4 @@
-"""The report's SVG charts (pipeline/charts.py) against matplotlib, which drew them before: the same palette, the
+"""The report's SVG charts (pipeline/draw/charts.py) against matplotlib, which drew them before: the same palette, the
 same bin counts for the same data and edges; and the SVG itself well-formed, escaped, with what it claims to draw."""
 
 import random
@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from pipeline.charts import KEPT_COLOR, TAB20, hbars, histogram, histogram_counts, nice_ticks, reason_color
+from pipeline.draw.charts import KEPT_COLOR, TAB20, hbars, histogram, histogram_counts, nice_ticks, reason_color
 
 pytestmark = pytest.mark.fast
 NS = "{http://www.w3.org/2000/svg}"

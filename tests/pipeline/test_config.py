@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.config import ConfigError, load_config
+from pipeline.run.config import ConfigError, load_config
 
 pytestmark = pytest.mark.fast
 

@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError, load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.lock import LockError, RunLock
-from pipeline.runner import run_pipeline
-from pipeline.shards import KEPT, REJECTED
+from pipeline.run.config import ConfigError, load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
+from pipeline.store.lock import LockError, RunLock
+from pipeline.store.shards import KEPT, REJECTED
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.fast
@@ -118,7 +119,7 @@ def test_temporary_files_are_never_shards(plain_run):
     """A `.tmp-` file (a run killed mid-write, or a second run writing) is not a finished shard."""
     sd = sorted((plain_run / "stages").iterdir())[1]
     (sd / "done" / ".tmp-1234abcd-99999.json").write_text("{}")
-    from pipeline.shards import StageDir
+    from pipeline.store.shards import StageDir
 
     assert "99999" not in " ".join(StageDir(sd).done_shards())
     assert verify(plain_run) == []
@@ -288,7 +289,7 @@ def test_the_framework_never_imports_a_stage():
 
 
 def test_every_declared_type_loads():
-    from pipeline import plugins
+    from pipeline.run import plugins
 
     for role in ("source", "stage", "output"):
         declared = plugins.declared()[plugins.GROUPS[role]]

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.executor import choose
+from pipeline.run.config import load_config
+from pipeline.run.executor import choose
 
 pytestmark = pytest.mark.fast
 
@@ -23,7 +23,7 @@ def cfg(tmp_path, stages, rows=50, **extra):
 
 
 def test_a_small_local_run_goes_inline_and_says_why(tmp_path, monkeypatch, caplog):
-    from pipeline.runner import run_pipeline
+    from pipeline.run.runner import run_pipeline
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     c = cfg(tmp_path, [{"type": "length_filter"}, {"type": "syntax_filter"}])

@@ -55,7 +55,7 @@ def test_booleans_are_switches():
     ({"type": "length_filter"}, "stages.lenght_filter.min_chars=3", "did you mean 'length_filter'"),
 ])
 def test_typos_get_did_you_mean(raw_stage, override, says):
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]}, "stages": [raw_stage]}
     with pytest.raises(ConfigError, match=re.escape(says)):

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.fast
 
 
 def test_a_shard_killed_midway_resumes_from_its_last_piece(tmp_path):
-    from pipeline.ledger import verify
-    from pipeline.status import format_status, status
+    from pipeline.run.verify import verify
+    from pipeline.view.status import format_status, status
 
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"id": [f"r{i:03d}" for i in range(60)], "text": [f"x = {i}\n" for i in range(60)]}),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.conftest import ROOT, write_sample
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.ray_cluster]

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from pipeline.records import SchemaError, check_schema, conform, make_id
+from pipeline.core.records import SchemaError, check_schema, conform, make_id
 
 pytestmark = pytest.mark.fast
 

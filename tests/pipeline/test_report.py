@@ -20,8 +20,8 @@ ANSWER = r"(### Score\nScore: [5-8]/10\n### Improved code\n```python\ndef (solve
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory, corpus_rows, tiny_model, ray_session):
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.view.report import run_with_report
 
     tmp = tmp_path_factory.mktemp("report")
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 400][:12]
@@ -36,14 +36,14 @@ def report_run(tmp_path_factory, corpus_rows, tiny_model, ray_session):
                        "concurrency": 1, "check_syntax": True, "max_tokens": 80, "guided_regex": ANSWER,
                        **CPU_ENGINE}],
            "export": {"enabled": True, "license": "mit"}}
-    summary = run_pipeline(load_config(None, raw=raw), tmp / "run", progress=False)
+    summary = run_with_report(load_config(None, raw=raw), tmp / "run", progress=False)  # as `swallow run`
     return tmp / "run", summary
 
 
 @pytest.mark.shared_data
 @pytest.mark.vllm
 def test_report_content(report_run):
-    from pipeline.ledger import collect_stats
+    from pipeline.store.ledger import collect_stats
 
     run_dir, summary = report_run
     page = (run_dir / "report.html").read_text()
@@ -152,12 +152,12 @@ def test_before_and_after_use_the_width_in_chromium(report_run, tmp_path):
 def test_the_report_is_a_function_of_the_run(tmp_path):
     """Drawn by processes with other string hash seeds, the report is the same bytes: the rejected examples follow
     the rows, not the order of a set of reasons (seen: a stage's reasons listed in another order each time), and
-    the SVG ids are salted with a constant (matplotlib salts them with a random value per process)."""
+    no id, hash or timestamp that varies by process."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.view.report import run_with_report
 
     texts = ["x = 1\n", "def f(:\n", "if x:\n  a = 1\n   b = 2\n", "if x:\n\tif y:\n        pass\n", "y = (\n",
              "  z = 3\n", "if x:\n        a\n\tb\n"]
@@ -167,11 +167,11 @@ def test_the_report_is_a_function_of_the_run(tmp_path):
                              "blob_id": [str(i) for i in range(len(texts))]}), src)
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]}, "stages": [{"type": "syntax_filter"}],
            "export": {"enabled": False}}
-    summary = run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline")
+    summary = run_with_report(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline")
     assert len(summary["stages"][1]["reasons"]) >= 3, summary["stages"][1]["reasons"]
     written = (tmp_path / "run" / "report.html").read_bytes()
     for seed in ("1", "2", "3", "4"):
-        again = subprocess.run([sys.executable, "-c", "import sys; from pipeline.report import build; "
+        again = subprocess.run([sys.executable, "-c", "import sys; from pipeline.view.report import build; "
                                 "sys.stdout.buffer.write(build(sys.argv[1]).encode())", str(tmp_path / "run")],
                                capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT, check=True)
         assert again.stdout == written, seed
@@ -183,7 +183,7 @@ MOVED_AFTER = "import os\n\nX = 3\n\n\ndef main():\n    print(helper())\n\n\ndef
 
 @pytest.mark.fast
 def test_a_moved_block_is_moved_lines_and_an_edited_line_stays_paired():
-    from pipeline.report_rows import _pairs
+    from pipeline.view.report_rows import _pairs
 
     a, b = MOVED_BEFORE.splitlines(), MOVED_AFTER.splitlines()
     kinds = [(a[i] if i is not None else b[j], k) for i, j, k in _pairs(a, b)]
@@ -205,8 +205,8 @@ def test_rejected_examples_are_open_with_their_paths_and_moves_show_in_chromium(
         pytest.skip(why)
     from PIL import Image
 
-    from pipeline.report import CSS
-    from pipeline.report_rows import side_by_side
+    from pipeline.view.report import CSS
+    from pipeline.view.report_rows import side_by_side
 
     run_dir, _ = report_run
     probe = """

@@ -11,9 +11,10 @@ import time
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import run_pipeline
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
 from tests.conftest import ROOT, write_sample
 from tests.faults import kill_session
 from tests.helpers import kept_ids

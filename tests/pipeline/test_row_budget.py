@@ -1,5 +1,5 @@
 """Every row a verdict in bounded time: a row that never finishes is ``row_timeout``, its neighbours are judged as
-ever, and the run goes on (pipeline/row_budget.py), inline and on Ray, in pure Python and inside the C regex
+ever, and the run goes on (pipeline/proc/row_budget.py), inline and on Ray, in pure Python and inside the C regex
 engine."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from tests.helpers import rows_of
 
 
 def hang_run(tmp_path, executor: str, how: str):
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     texts = [f"row {i}" for i in range(12)] + ["HANG here", "and HANG there"]
     src = tmp_path / "in.parquet"
@@ -43,7 +43,7 @@ def test_a_hanging_row_is_row_timeout_on_ray(tmp_path, ray_session):
 
 @pytest.mark.fast
 def test_the_budget_is_checked_at_load():
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "records", "paths": ["x.parquet"]},
            "stages": [{"type": "length_filter", "row_timeout_s": -1}], "export": {"enabled": False}}

@@ -8,10 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import run_pipeline
-from pipeline.shards import KEPT, REJECTED
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
+from pipeline.store.shards import KEPT, REJECTED
 from tests.conftest import ROOT, write_sample
 from tests.helpers import compiles, kept_ids
 
@@ -152,7 +153,7 @@ def test_a_global_stage_sets_up_its_workers_once_for_all_its_phases(tmp_path, co
 
 def test_worker_larger_than_any_node_is_an_error_on_a_local_ray(ray_session):
     """An actor asking for more CPUs than any node has would wait forever on a local Ray: say so instead."""
-    from pipeline.executor.ray import RayExecutor
+    from pipeline.run.executor.ray import RayExecutor
     from stages.filters.syntax import SyntaxFilter
 
     ex = RayExecutor()
@@ -171,8 +172,9 @@ def test_embedded_ray_workers_run_at_the_commands_priority(tmp_path):
     import subprocess
     import sys
 
-    code = ("import os, ray; os.nice(3); from pipeline.executor.ray import RayExecutor; from pipeline.config import "
-            "RayConfig; RayExecutor(RayConfig(num_cpus=1, object_store_memory=100_000_000)).start(); "
+    code = ("import os, ray; os.nice(3); from pipeline.run.executor.ray import RayExecutor; "
+            "from pipeline.run.config import RayConfig; "
+            "RayExecutor(RayConfig(num_cpus=1, object_store_memory=100_000_000)).start(); "
             "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_worker_niceness")}
     env["PYTHONPATH"] = str(ROOT)
@@ -193,9 +195,9 @@ def test_an_embedded_ray_that_does_not_register_in_time_is_ended_and_started_aga
     script = """
 import logging, time, psutil, ray
 import ray._private.node as node, ray._private.services as services
-import pipeline.executor.ray as rx
-from pipeline.config import RayConfig
-from pipeline.errors import SetupError
+import pipeline.run.executor.ray as rx
+from pipeline.run.config import RayConfig
+from pipeline.core.errors import SetupError
 logging.basicConfig(level=logging.WARNING)
 state = {"fails": 0, "jumps": 0, "left": []}
 real_get = services.get_node
@@ -254,9 +256,9 @@ def test_an_embedded_ray_is_stopped_when_the_stages_are_done_and_a_given_one_is_
     pq.write_table(pa.table({"content": [f"x = {i}\n" for i in range(20)], "path": ["a.py"] * 20}), src)
     script = f"""
 import ray
-from pipeline.config import load_config
-from pipeline.runner import run_pipeline
-import pipeline.report as report
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+import pipeline.view.report as report
 seen = []
 real = report.write_report
 report.write_report = lambda *a, **k: seen.append(ray.is_initialized()) or real(*a, **k)

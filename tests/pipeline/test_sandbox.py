@@ -1,4 +1,4 @@
-"""The sandbox's rule for a child that dies on an input (``pipeline.child.Deaths``): a kill from outside (SIGKILL:
+"""The sandbox's rule for a child that dies on an input (``pipeline.proc.child.Deaths``): a kill from outside (SIGKILL:
 the OOM killer, a person, a fault test) is never the input's verdict, however often it lands (found by CI: two kills
 2 s apart on the extraction child of one page rejected that page in one run and kept it in the clean one); a
 crash in C code (SIGSEGV) twice is; a memory limit turns an input that eats memory into an error answer."""
@@ -10,9 +10,9 @@ import signal
 
 import pytest
 
-from pipeline.child import KILLS_PER_INPUT
-from pipeline.errors import WorkerBroken
-from pipeline.sandbox import Sandbox
+from pipeline.core.errors import WorkerBroken
+from pipeline.proc.child import KILLS_PER_INPUT
+from pipeline.proc.sandbox import Sandbox
 
 pytestmark = pytest.mark.fast
 

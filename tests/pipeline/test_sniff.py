@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import guess_source
-from pipeline.component import REGISTRY
-from pipeline.source import Source
+from pipeline.core.component import REGISTRY
+from pipeline.core.source import Source
 
 pytestmark = pytest.mark.fast
 

@@ -23,9 +23,9 @@ def raw(src, min_chars: int) -> dict:
 
 
 def test_a_redone_stage_redoes_the_stages_after_it(tmp_path, caplog):
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     src = tmp_path / "in.parquet"
     texts = [("x" * (i % 50 + 1)) for i in range(120)]
@@ -39,8 +39,8 @@ def test_a_redone_stage_redoes_the_stages_after_it(tmp_path, caplog):
     assert verify(run) == []
     # the chained second stage redid each shard whose input changed; the global third stage was redone whole
     assert "redoing 03-third" in caplog.text
-    from pipeline.execute import stale_shards
-    from pipeline.runner import contexts
+    from pipeline.phases.apply import stale_shards
+    from pipeline.run.runner import contexts
 
     assert all(stale_shards(ctx) == [] for ctx in contexts(run, load_config(None, raw=raw(src, 30)))[1:])
     fresh = tmp_path / "fresh"

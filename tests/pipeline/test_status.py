@@ -48,7 +48,7 @@ def test_status_of_a_running_and_a_finished_run(tmp_path):
                 break
             time.sleep(0.2)
         live = json.loads(status("--json"))
-        # the source and the two stages run as one chain (pipeline/fusion.py): all under way, each with its counts
+        # the source and the two stages run as one chain (pipeline/phases/chain.py): all under way, each with its counts
         assert not live["finished"] and live["running"] == "ingest > syntax_filter > test_slow"
         assert live["holder"]["pid"] == proc.pid
         stages = {s["stage"]: s for s in live["stages"]}

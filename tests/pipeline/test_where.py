@@ -8,7 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from pipeline.where import WhereError, columns, mask
+from pipeline.core.where import WhereError, columns, mask
 
 
 def rows(n=400, seed=0):
@@ -74,7 +74,7 @@ def test_missing_column_and_non_condition():
 
 @pytest.mark.fast
 def test_config_error_names_the_key():
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "code", "paths": ["x.parquet"]},
            "stages": [{"type": "syntax_filter", "where": "open('x')"}]}
@@ -87,9 +87,10 @@ def test_rows_outside_where_pass_through_kept_and_counted(tmp_path):
     """A syntax filter that only looks at rows with n >= 2: the broken row with n = 1 passes through."""
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
 
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"content": ["x = 1\n", "def (:\n", "def (:\n", "y = 2\n"], "path": ["a.py", "b.py", "c.py", "d.py"],  # noqa: E501
@@ -109,7 +110,7 @@ def test_rows_outside_where_pass_through_kept_and_counted(tmp_path):
 
 @pytest.mark.fast
 def test_a_global_stage_takes_no_where():
-    from pipeline.config import ConfigError, load_config
+    from pipeline.run.config import ConfigError, load_config
 
     raw = {"kind": "code", "source": {"type": "code", "paths": ["x.parquet"]},
            "stages": [{"type": "exact_dedup", "where": "n_tokens > 1"}]}

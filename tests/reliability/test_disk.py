@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.faults import ROOT, differences, outcome
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.reliability]
@@ -63,7 +63,7 @@ def swallow(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
 def markers_match_files(run_dir: Path) -> None:
     """Every shard marked finished has its files, with the sizes and hashes the marker sealed (nothing partial
     counts)."""
-    from pipeline.shards import StageDir, is_temporary
+    from pipeline.store.shards import StageDir, is_temporary
 
     for marker in run_dir.glob("stages/*/done/*.json"):
         if is_temporary(marker):  # a write the full disk cut short: never read as a marker

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.faults import Campaign, differences, outcome, run_with_faults
 from tests.reliability.configs import code_config, web_config
 

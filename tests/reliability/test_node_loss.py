@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.ledger import verify
+from pipeline.run.verify import verify
 from tests.faults import ROOT, differences, kill_session, outcome, run_with_faults
 from tests.pipeline.test_ray_job import RAY, free_port, private_ports, processes_of, sh, stop_our_cluster
 from tests.reliability.configs import code_config

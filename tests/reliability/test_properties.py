@@ -29,13 +29,14 @@ TEXT = st.lists(st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), m
 
 
 def run_inline(tmp_path, source: dict, stages: list[dict], kind: str = "code"):
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
 
     out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
     raw = {"kind": kind, "source": source, "stages": stages, "export": {"enabled": False}}
-    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline", report=False)
+    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")
     assert verify(out) == []
     return collect_stats(out)["stages"]
 

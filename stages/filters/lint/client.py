@@ -3,7 +3,7 @@
 The server (``server.py``, run as a plain script) forks one child per file from a warm parent, so a score
 is a function of the file and the options whatever ran before; see its docstring. One server per node serves
 every lint worker of that node; a worker that finds none (or sees it fail) starts one of its own. The process
-is supervised by ``pipeline.child`` (started again when killed while warming up, killed and reaped when done).
+is supervised by ``pipeline.proc.child`` (started again when killed while warming up, killed and reaped when done).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.child import OUTSIDE, Deaths, alive, close_quietly, ready_line, start_child, stop_child
-from pipeline.errors import WorkerBroken
+from pipeline.core.errors import WorkerBroken
+from pipeline.proc.child import OUTSIDE, Deaths, alive, close_quietly, ready_line, start_child, stop_child
 from stages.filters.lint.isolation import interpreter, lint_env, private_dir, pylint_library
 from stages.filters.lint.score import pylint_args
 
@@ -130,7 +130,7 @@ class PylintWorker:
 
     A child that exceeds ``timeout_s`` is killed by the server (``lint_timeout``). A child that dies, a server that
     dies or stops answering, a fork that fails: the file is linted again (on a fresh server of this worker's own
-    when the server failed), as ``pipeline.child.Deaths`` rules: only a child's crash (a signal other than SIGKILL,
+    when the server failed), as ``pipeline.proc.child.Deaths`` rules: only a child's crash (a signal other than SIGKILL,
     twice) is the file's ``lint_error``; a server never lints, so its failures are never the file's.
     """
 

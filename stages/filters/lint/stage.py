@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field, PrivateAttr
 
-from pipeline.component import NotSetUp
-from pipeline.stage import Stage, Verdict
+from pipeline.core.component import NotSetUp
+from pipeline.core.stage import Stage, Verdict
 from stages.filters.lint.client import LintServer, PylintWorker
 from stages.filters.lint.score import SWALLOWCODE_DISABLE, comment_ratio, final_score, module_name, printed_score
 

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
-from pipeline.runner import run_pipeline
+from pipeline.core.errors import ConfigError
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
 from stages.classify.stage import QualityClassifier
 from stages.classify.train import train_classifier
 
@@ -55,7 +55,7 @@ def graded_run(tmp_path_factory):
                                  "stages": [{"type": "sample", "count": 300},
                                             {"type": "length_filter", "min_chars": 1}],
                                  "export": {"enabled": False}})
-    run_pipeline(cfg, tmp / "run", progress=False, executor="inline", report=False)
+    run_pipeline(cfg, tmp / "run", progress=False, executor="inline")
     return tmp
 
 
@@ -131,11 +131,11 @@ def test_in_a_run(graded_run, tmp_path):
                                  "stages": [{"type": "quality_classifier", "model": str(tmp_path / "clf"),
                                              "min_grade": 1}],
                                  "export": {"enabled": False}})
-    summary = run_pipeline(cfg, tmp_path / "run", progress=False, executor="inline", report=False)
+    summary = run_pipeline(cfg, tmp_path / "run", progress=False, executor="inline")
     st = summary["stages"][-1]
     assert st["in"] == 600 and st["kept"] + st["rejected"] == 600
     assert set(st["reasons"]) == {"low_quality_0"}
-    from pipeline.ledger import verify
+    from pipeline.run.verify import verify
 
     assert verify(tmp_path / "run") == []
 

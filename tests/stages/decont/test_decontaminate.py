@@ -203,9 +203,10 @@ def test_same_documents_removed_as_datatrove(extracted_pages):
 def test_a_pipeline_run_keeps_the_ledger_and_reports_the_hits(tmp_path, ray_session):
     """The stage in a Ray run over a folder of real files with HumanEval copies among them: every planted copy is
     rejected, verify holds, and the report has its decontamination section."""
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
+    from pipeline.view.report import run_with_report
     from tests.stages.decont.planted import planted
 
     corpus = pq.read_table(CORPUS).column("content").to_pylist()
@@ -221,7 +222,7 @@ def test_a_pipeline_run_keeps_the_ledger_and_reports_the_hits(tmp_path, ray_sess
            "stages": [{"type": "decontaminate", "benchmarks": [{"recipe": "humaneval"}], "tokens": "code",
                        "near_copy": True}], "export": {"enabled": False}}
     run = tmp_path / "run"
-    run_pipeline(load_config(None, raw=raw), run, progress=False)
+    run_with_report(load_config(None, raw=raw), run, progress=False)
     assert verify(run) == []
     ingest, stage = collect_stats(run)["stages"][:2]
     assert ingest["in"] == 76 and stage["in"] == ingest["kept"] and sum(stage["reasons"].values()) >= 16

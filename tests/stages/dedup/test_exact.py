@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.ledger import verify
-from pipeline.runner import run_pipeline
-from pipeline.shards import KEPT, REJECTED
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.shards import KEPT, REJECTED
 from tests.conftest import CORPUS, ROOT
 from tests.faults import kill_session
 from tests.helpers import rows_of

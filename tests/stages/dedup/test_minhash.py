@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from benchmarks.dedup_quality import cluster_pairs, decision_pairs, precision_recall, true_pairs
-from pipeline.config import load_config
-from pipeline.ledger import verify
-from pipeline.runner import run_pipeline
-from pipeline.shards import KEPT, REJECTED
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.shards import KEPT, REJECTED
 from stages.dedup.minhash import MinhashDedup, components
 from tests.conftest import CORPUS, ROOT
 from tests.faults import kill_session

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.child import KILLS_PER_INPUT
-from pipeline.errors import WorkerBroken
+from pipeline.core.errors import WorkerBroken
+from pipeline.proc.child import KILLS_PER_INPUT
 from stages.filters.lint.client import PylintWorker
 from stages.filters.lint.isolation import cli_command, lint_env, pylint_library
 from stages.filters.lint.score import SWALLOWCODE_DISABLE, comment_ratio, module_name, pylint_args
@@ -111,8 +111,8 @@ def test_scores_are_a_function_of_the_file_alone(tmp_path, corpus_rows, ray_sess
         finally:
             w.close()
 
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
 
     rows = [{"id": f"d{i}", "text": t, "source_file": "sample", "source_offset": i, "repo": None, "path": label,
              "license": None, "blob_id": None, "language": "python"} for i, (label, t) in enumerate(sample)]
@@ -211,7 +211,7 @@ def test_scores_and_decision_columns():
 
 @pytest.mark.fast
 def test_process_before_setup_is_an_error():
-    from pipeline.component import NotSetUp
+    from pipeline.core.component import NotSetUp
 
     with pytest.raises(NotSetUp):
         LintFilter().process(table_of(["x = 1\n"]))

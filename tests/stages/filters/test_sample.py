@@ -12,9 +12,9 @@ pytestmark = pytest.mark.fast
 def run(tmp_path, name: str, shard_bytes: int, sample: dict, rows: int = 300, files: int = 12) -> tuple[set, set]:
     """``rows`` documents in ``files`` files (the same files, so the same ids, in every run), one shard per file
     (``shard_bytes`` 1) or all in one."""
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     folder = tmp_path / "in"
     folder.mkdir(exist_ok=True)
@@ -59,9 +59,9 @@ def test_a_stratified_count_shares_the_ranges(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     score = [((i % 10) / 100 if i % 10 else 0.9 - (i % 7) / 20) for i in range(400)]  # 360 low, 40 spread high
     score[3] = None  # no value: never sampled

@@ -8,9 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import run_pipeline
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
 from stages.text.python_code import syntax_check
 from tests.conftest import CORPUS
 from tests.helpers import compiles

@@ -156,7 +156,7 @@ def test_chained_word_filters_tokenize_a_text_once_and_judge_the_same(tmp_path, 
     """Within one shard's scope the words of a text are kept for the filters after the first (a chain: Gopher
     quality, Gopher repetition, FineWeb), outside it they are not; the verdicts and columns are those of filters
     that tokenize every text afresh; past the memo's budget texts are tokenized again."""
-    from pipeline.task import ShardContext, StageContext
+    from pipeline.core.task import ShardContext, StageContext
     from stages.text import units as text_units
 
     texts = [t for t in sample_texts() if 200 < len(t) < 20_000][:40]

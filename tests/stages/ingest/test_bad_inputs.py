@@ -16,14 +16,15 @@ pytestmark = pytest.mark.fast
 
 
 def run(tmp_path, paths, name="run", source="code"):
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
 
     raw = {"kind": "code", "source": {"type": source, "paths": [str(p) for p in paths], "shard_bytes": 2000},
            "stages": [{"type": "syntax_filter"}], "export": {"enabled": False}}
     out = tmp_path / name
-    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline", report=False)
+    run_pipeline(load_config(None, raw=raw), out, progress=False, executor="inline")
     assert verify(out) == []
     ingest = collect_stats(out)["stages"][0]
     rejected = [r for f in (out / "stages" / "00-ingest" / "rejected").glob("*.parquet")

@@ -13,10 +13,11 @@ import zlib
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import run_pipeline
-from pipeline.shards import KEPT, REJECTED
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
+from pipeline.store.shards import KEPT, REJECTED
 from stages.ingest.warc import WarcSource
 from tests.conftest import LID, WARC
 

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
-from pipeline.runner import run_pipeline
+from pipeline.core.errors import ConfigError
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
 from stages.outputs.mix import FINEWEB2, Band, factor_of, load_mix, make_mixture, verify_mixture
 
 
@@ -170,7 +170,7 @@ def test_verify_catches_edits(runs, tmp_path):
     assert any("changed after" in p for p in verify_mixture(out))
     assert main(["verify", str(out)]) == 1
     rec = json.loads((out / "mixture.json").read_text())
-    from pipeline.shards import file_seal
+    from pipeline.store.shards import file_seal
 
     rec["files"][f"data/{first.name}"] = file_seal(first)  # the seal forged to match: the rows still disagree
     (out / "mixture.json").write_text(json.dumps(rec))

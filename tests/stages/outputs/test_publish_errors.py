@@ -16,14 +16,14 @@ SECRET = "hf_" + "s3cr3t" * 6
 @pytest.fixture
 def exported(tmp_path, monkeypatch):
     """A real (tiny, in-process) run with its exported dataset: publish refuses a run that does not verify."""
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
 
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"content": ["x = 1\n", "def f(:\n"], "path": ["a.py", "b.py"]}), src)
     raw = {"kind": "code", "source": {"type": "code", "paths": [str(src)]}, "stages": [{"type": "syntax_filter"}],
            "export": {"license": "mit"}}
-    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline", report=False)
+    run_pipeline(load_config(None, raw=raw), tmp_path / "run", progress=False, executor="inline")
     monkeypatch.setenv("HF_TOKEN", SECRET)
     return tmp_path / "run"
 

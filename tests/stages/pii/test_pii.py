@@ -128,9 +128,10 @@ def test_a_run_redacts_and_its_card_says_what_was_removed(tmp_path, corpus_rows)
     (verify writes the card again from the verified stats and compares)."""
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
 
     rows = [dict(r) for r in corpus_rows[:40]]
     for i in range(0, 40, 5):

@@ -97,9 +97,10 @@ def fair_grader(tiny_model, tmp_path_factory):
 @pytest.mark.shared_data
 @pytest.mark.vllm
 def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, fair_grader, ray_session):
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
+    from pipeline.view.report import run_with_report
 
     # 54 short files, of which ~48 reach the grader: a tier is left empty with probability 3 * (2/3)**48 ~ 1e-8
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:54]
@@ -118,7 +119,7 @@ def test_v2_tiers_with_where(tmp_path, corpus_rows, tiny_model, fair_grader, ray
         *(f"stages.{s}.env={{VLLM_CPU_KVCACHE_SPACE: '1'}}" for s in ("llm_score", "rewrite")),
         f"stages.tokenize.tokenizer={tiny_model}",
     ])
-    run_pipeline(cfg, tmp_path / "run", progress=False, export=False)
+    run_with_report(cfg, tmp_path / "run", progress=False, export=False)
     assert verify(tmp_path / "run") == []
     page = (tmp_path / "run" / "report.html").read_text()
     assert "llm_score (n=" in page and "min_score 3" in page and "rewrite where 8" in page  # the tiers drawn

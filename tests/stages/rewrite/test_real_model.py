@@ -125,9 +125,9 @@ def test_sgcr_then_scor_then_llm_score_with_a_real_coding_model_on_ray(tmp_path,
     """Eight real files end to end through Ray: SGCR -> SCOR -> llm_score with Qwen2.5-Coder-0.5B-Instruct and no
     regex: SGCR keeps at least half, every kept rewrite compiles and passes the fidelity checks it is configured
     with, every row has a known reason, the ledger verifies, and the model really wrote code."""
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
     from stages.rewrite import fidelity
 
     short = [r for r in corpus_rows if 150 < len(r["content"]) < 500 and compiles(r["content"])][:8]

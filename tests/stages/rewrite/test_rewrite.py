@@ -138,7 +138,7 @@ def test_an_inline_engine_that_cannot_start_names_the_setting(tiny_model, monkey
     one SetupError naming the stage and the way out; vLLM was asked for its in-process engine."""
     import vllm
 
-    from pipeline.errors import SetupError
+    from pipeline.core.errors import SetupError
     from stages.rewrite.stage import Rewrite
 
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # restored after the test: setup() sets it
@@ -161,7 +161,7 @@ def test_batch_invariance_without_a_gpu_is_one_error_naming_the_key(monkeypatch)
     """batch_invariant: true where no NVIDIA GPU is visible (the CPU build: vLLM's batch-invariant kernels would
     replace torch's matrix products with Triton ones that cannot run there) stops the stage's set-up with one line
     naming the stage, the key and the way out, before vLLM is imported and without touching the environment."""
-    from pipeline.errors import SetupError
+    from pipeline.core.errors import SetupError
     from stages.rewrite import engine_settings as es
     from stages.rewrite.stage import Rewrite
 
@@ -215,8 +215,8 @@ def test_a_large_model_on_a_gpu_starts_its_engine_on_the_first_shard_sized_for_i
     leaves the engine unstarted; the first shard starts it, sized for requests of that shard's mean prompt plus
     max_tokens, and the stats say so. An engine that cannot start stops the run (SetupError); it never turns into
     rejections of the shard's rows."""
-    from pipeline.errors import SetupError
-    from pipeline.execute import safe_process
+    from pipeline.core.errors import SetupError
+    from pipeline.phases.apply import safe_process
     from stages.rewrite import engine_settings as es
     from stages.rewrite.stage import Rewrite
 
@@ -259,9 +259,10 @@ SCOR_OK = r"The program is now complete\.\n### Rewritten code\n```python\ndef ma
 @pytest.mark.shared_data
 @pytest.mark.vllm
 def test_sgcr_then_scor_pipeline_on_ray(tmp_path, corpus_rows, tiny_model, ray_session):
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
     from tests.conftest import write_sample
 
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 400][:10]
@@ -299,9 +300,10 @@ MATH_OK = r"Rewritten: \*\*Problem\.\*\* Compute the value\.\n\n\*\*Solution\.\*
 @pytest.mark.shared_data
 @pytest.mark.vllm
 def test_math_rewrite_pipeline_on_ray(tmp_path, tiny_model, ray_session):
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
     from tests.conftest import SHARED
 
     sample = SHARED / "samples" / "redpajama_stackexchange_sample.jsonl.gz"

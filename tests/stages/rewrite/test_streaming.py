@@ -69,9 +69,10 @@ def test_streaming_pipeline_equals_one_shard_at_a_time(tmp_path, corpus_rows, ti
     """Many small shards through the Ray executor, 4 in flight on one engine: each row's generation is the one it gets
     alone on another engine (the in-process stage above, one row at a time). The Ray worker runs its engine inline
     (engine_process "auto" on the CPU build), the stage above in vLLM's own processes: the same generations."""
-    from pipeline.config import load_config
-    from pipeline.ledger import collect_stats, verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
+    from pipeline.store.ledger import collect_stats
 
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:24]
     src = write_sample(rows, tmp_path / "in.parquet", row_group_size=3)
@@ -96,9 +97,9 @@ def test_streaming_pipeline_equals_one_shard_at_a_time(tmp_path, corpus_rows, ti
 @pytest.mark.shared_data
 @pytest.mark.vllm
 def test_engine_killed_mid_shard_is_replaced_and_the_shard_retried(tmp_path, corpus_rows, tiny_model, ray_session):
-    from pipeline.config import load_config
-    from pipeline.ledger import verify
-    from pipeline.runner import run_pipeline
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import run_pipeline
+    from pipeline.run.verify import verify
 
     rows = [r for r in corpus_rows if 50 < len(r["content"]) < 300][:12]
     src = write_sample(rows, tmp_path / "in.parquet", row_group_size=3)

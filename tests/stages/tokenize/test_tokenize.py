@@ -9,10 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.config import load_config
-from pipeline.ledger import collect_stats, verify
-from pipeline.runner import run_pipeline
-from pipeline.task import ShardContext, StageContext
+from pipeline.core.task import ShardContext, StageContext
+from pipeline.run.config import load_config
+from pipeline.run.runner import run_pipeline
+from pipeline.run.verify import verify
+from pipeline.store.ledger import collect_stats
 from stages.tokenize.megatron import write_megatron
 from stages.tokenize.stage import Tokenize, load_tokenizer
 from tests.conftest import SHARED, write_sample
